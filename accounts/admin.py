@@ -1,0 +1,98 @@
+from django import forms
+from django.contrib import admin, messages
+from django.utils import timezone
+
+from accounts.models import ApiKey, Membership, Organization, Scope
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    raw_id_fields = ["user"]
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "paused", "from_email", "created_at"]
+    list_filter = ["paused"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [MembershipInline]
+    actions = ["pause", "resume"]
+
+    @admin.action(description="Pause selected organizations")
+    def pause(self, request, queryset):
+        count = queryset.update(paused=True)
+        self.message_user(request, f"Paused {count} organization(s).")
+
+    @admin.action(description="Resume selected organizations")
+    def resume(self, request, queryset):
+        count = queryset.update(paused=False)
+        self.message_user(request, f"Resumed {count} organization(s).")
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "organization", "role", "created_at"]
+    list_filter = ["role"]
+    list_select_related = ["user", "organization"]
+    raw_id_fields = ["user", "organization"]
+    search_fields = ["user__username", "organization__name"]
+
+
+class ApiKeyForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=Scope.choices,
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text="No scope at all: the key may send mail and nothing else.",
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ["organization", "name", "scopes", "rate_limit_per_minute", "expires_at"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    form = ApiKeyForm
+    list_display = [
+        "name",
+        "prefix",
+        "organization",
+        "scopes",
+        "rate_limit_per_minute",
+        "status",
+        "created_at",
+        "last_used_at",
+    ]
+    list_filter = ["revoked_at", "organization"]
+    list_select_related = ["organization"]
+    search_fields = ["name", "public_id", "organization__name"]
+    raw_id_fields = ["organization", "created_by"]
+    readonly_fields = ["prefix", "created_by", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None:
+            return [*self.readonly_fields, "organization"]
+        return ["created_by", "created_at"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        obj.created_by = request.user
+        token = obj.issue_token()
+        super().save_model(request, obj, form, change)
+        # Shown once: the session-backed message is deleted as soon as it is displayed.
+        self.message_user(
+            request,
+            f"New API key {obj.name}: {token} — copy it now, it will not be shown again.",
+            messages.WARNING,
+        )
+
+    @admin.action(description="Revoke selected keys")
+    def revoke(self, request, queryset):
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"Revoked {count} key(s).")

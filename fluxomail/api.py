@@ -1,0 +1,289 @@
+"""The API's one error shape: application/problem+json with Fluxomail's own fields.
+
+Views raise; this module turns every exception, DRF's or Django's, into the shape of SPEC.md
+section 4. Nothing of an unexpected exception (trace, SQL, message) reaches the client.
+"""
+
+import logging
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+from fluxomail.middleware import current_request_id
+
+logger = logging.getLogger("fluxomail.api")
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+TITLES = {
+    "invalid_key": "Invalid API key",
+    "missing_scope": "Missing scope",
+    "tenant_paused": "Tenant paused",
+    "validation_error": "Validation failed",
+    "unsupported_media_type": "Unsupported media type",
+    "payload_too_large": "Payload too large",
+    "idempotency_key_reused": "Idempotency key reused",
+    "idempotency_in_progress": "Idempotency key in progress",
+    "rate_limited": "Rate limited",
+    "not_found": "Not found",
+    "method_not_allowed": "Method not allowed",
+    "not_acceptable": "Not acceptable",
+    "service_unavailable": "Service unavailable",
+    "internal_error": "Internal error",
+}
+
+
+class ApiError(exceptions.APIException):
+    """An API error with a stable code, a message, optional details, body extras and headers."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    code = "validation_error"
+    message = "Bad request"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        details: dict | None = None,
+        extra: dict | None = None,
+        headers: dict | None = None,
+    ):
+        self.message = message or self.message
+        self.details = details or {}
+        self.extra = extra or {}
+        self.headers = headers or {}
+        super().__init__(self.message, self.code)
+
+
+class InvalidKey(ApiError):
+    status_code = 401
+    code = "invalid_key"
+    message = "Invalid API key"
+
+
+class MissingScope(ApiError):
+    status_code = 403
+    code = "missing_scope"
+
+    def __init__(self, scope: str):
+        super().__init__(f"Forbidden: missing scope {scope}")
+
+
+class TenantPaused(ApiError):
+    status_code = 403
+    code = "tenant_paused"
+    message = "Tenant paused for this organization"
+
+
+class ValidationFailed(ApiError):
+    status_code = 400
+    code = "validation_error"
+    message = "Validation failed"
+
+
+class NotFound(ApiError):
+    status_code = 404
+    code = "not_found"
+    message = "Not found"
+
+
+class PayloadTooLarge(ApiError):
+    status_code = 413
+    code = "payload_too_large"
+    message = "Request body too large"
+
+
+class IdempotencyKeyReused(ApiError):
+    status_code = 422
+    code = "idempotency_key_reused"
+    message = "Idempotency key was already used with a different request"
+
+
+class IdempotencyInProgress(ApiError):
+    status_code = 409
+    code = "idempotency_in_progress"
+    message = "A request with this idempotency key is still in progress"
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("headers", {})["Retry-After"] = "1"
+        super().__init__(**kwargs)
+
+
+class RateLimited(ApiError):
+    status_code = 429
+    code = "rate_limited"
+    message = "Rate limit exceeded"
+
+
+class ServiceUnavailable(ApiError):
+    status_code = 503
+    code = "service_unavailable"
+    message = "Service temporarily unavailable"
+
+
+class InternalError(ApiError):
+    status_code = 500
+    code = "internal_error"
+    message = "Internal error"
+
+
+def problem_body(
+    status_code: int, code: str, message: str, details: dict | None = None, **extra
+) -> dict:
+    body = {
+        "type": f"/docs/errors/{code}",
+        "title": TITLES.get(code, "Error"),
+        "status": status_code,
+        "detail": message,
+        "code": code,
+        "error": message,
+        "message": message,
+        "details": details or {},
+        "requestId": current_request_id(),
+    }
+    body.update(extra)
+    return body
+
+
+def problem_response(
+    status_code: int,
+    code: str,
+    message: str,
+    details: dict | None = None,
+    headers: dict | None = None,
+    **extra,
+) -> JsonResponse:
+    """A problem+json response for code paths outside DRF (Django's 404/500 handlers)."""
+    response = JsonResponse(
+        problem_body(status_code, code, message, details, **extra),
+        status=status_code,
+        content_type=PROBLEM_CONTENT_TYPE,
+    )
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def _field_errors(detail) -> dict:
+    """DRF's nested ValidationError detail as {field: [messages]}; nested paths joined by '.'."""
+    out: dict[str, list[str]] = {}
+
+    def walk(prefix: str, value):
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), inner)
+        elif isinstance(value, list):
+            if all(not isinstance(v, dict | list) for v in value):
+                out.setdefault(prefix or "body", []).extend(str(v) for v in value)
+            else:
+                for index, inner in enumerate(value):
+                    walk(f"{prefix}.{index}" if prefix else str(index), inner)
+        else:
+            out.setdefault(prefix or "body", []).append(str(value))
+
+    walk("", detail)
+    return out
+
+
+def _validation_message(details: dict) -> str:
+    missing = sorted(
+        name for name, errors in details.items() if "This field is required." in errors
+    )
+    if missing:
+        return "Missing required fields: " + ", ".join(missing)
+    return "Invalid fields: " + ", ".join(sorted(details))
+
+
+def _convert(exc: Exception) -> ApiError:
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, RequestDataTooBig):
+        return PayloadTooLarge()
+    if isinstance(exc, exceptions.ValidationError):
+        details = _field_errors(exc.detail)
+        return ValidationFailed(_validation_message(details), details=details)
+    if isinstance(exc, exceptions.ParseError):
+        message = "Malformed JSON body"
+        return ValidationFailed(message, details={"body": [message]})
+    if isinstance(exc, exceptions.AuthenticationFailed | exceptions.NotAuthenticated):
+        return InvalidKey()
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        error = ApiError("Content-Type must be application/json")
+        error.status_code, error.code = 415, "unsupported_media_type"
+        return error
+    if isinstance(exc, exceptions.MethodNotAllowed):
+        error = ApiError(str(exc.detail))
+        error.status_code, error.code = 405, "method_not_allowed"
+        return error
+    if isinstance(exc, exceptions.NotAcceptable):
+        error = ApiError("Not acceptable")
+        error.status_code, error.code = 406, "not_acceptable"
+        return error
+    if isinstance(exc, Http404 | exceptions.NotFound):
+        return NotFound()
+    if isinstance(exc, exceptions.Throttled):
+        return RateLimited()
+    if isinstance(exc, exceptions.PermissionDenied | DjangoPermissionDenied):
+        error = ApiError("Forbidden")
+        error.status_code, error.code = 403, "missing_scope"
+        return error
+    if isinstance(exc, exceptions.APIException):
+        error = ApiError(str(exc.detail))
+        error.status_code = exc.status_code
+        error.code = "internal_error" if exc.status_code >= 500 else "validation_error"
+        return error
+    # Anything else is a bug or a broken dependency: log its type (SafeFormatter hides the
+    # traceback by default) and give the client nothing but the request id.
+    logger.error("unhandled %s", type(exc).__name__, exc_info=exc)
+    return InternalError()
+
+
+def exception_handler(exc: Exception, context: dict) -> Response:
+    """DRF's EXCEPTION_HANDLER: every exception raised in an API view ends here."""
+    error = _convert(exc)
+    headers = dict(error.headers)
+    if error.status_code == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    response = Response(
+        problem_body(error.status_code, error.code, error.message, error.details, **error.extra),
+        status=error.status_code,
+        headers=headers,
+        content_type=PROBLEM_CONTENT_TYPE,
+    )
+    view = context.get("view")
+    if view is not None and hasattr(view, "finalize_error_response"):
+        view.finalize_error_response(context["request"], response, error)
+    return response
+
+
+def _is_api_path(path: str) -> bool:
+    return path.startswith(("/api/", "/healthz", "/t/"))
+
+
+def handler404(request, exception=None):
+    if _is_api_path(request.path):
+        return problem_response(404, "not_found", "Not found")
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+def handler500(request):
+    if _is_api_path(request.path):
+        return problem_response(500, "internal_error", "Internal error")
+    from django.views.defaults import server_error
+
+    return server_error(request)
+
+
+def handler400(request, exception=None):
+    if isinstance(exception, RequestDataTooBig):
+        return problem_response(413, "payload_too_large", "Request body too large")
+    if _is_api_path(request.path):
+        return problem_response(400, "validation_error", "Bad request")
+    from django.views.defaults import bad_request
+
+    return bad_request(request, exception)

@@ -1,0 +1,16 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from fluxomail import api, views
+
+urlpatterns = [
+    path("healthz", views.healthz, name="healthz"),
+    path("api/v1/", include("sends.urls")),
+    path("t/", include("sends.tracking_urls")),
+    path("admin/", admin.site.urls),
+    path("", include("usage.urls")),
+]
+
+handler400 = api.handler400
+handler404 = api.handler404
+handler500 = api.handler500

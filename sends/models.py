@@ -1,0 +1,185 @@
+from django.db import models
+from django.utils import timezone
+
+from accounts.models import ApiKey, Organization
+from fluxomail.ids import new_id
+
+
+class PolicyQuerySet(models.QuerySet):
+    def ensure_defaults(self, organization: Organization) -> None:
+        for key in Policy.DEFAULT_KEYS:
+            self.get_or_create(organization=organization, key=key)
+
+
+class Policy(models.Model):
+    """How an organization's mail of one kind is handled (`transactional`, `bulk`, ...)."""
+
+    DEFAULT_KEYS = ("transactional", "bulk")
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="policies"
+    )
+    key = models.SlugField(max_length=50)
+    track_opens = models.BooleanField(default=True)
+    track_clicks = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = PolicyQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "policies"
+        constraints = [
+            # policyKey lookups on every send: (organization, key).
+            models.UniqueConstraint(fields=["organization", "key"], name="policy_org_key"),
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class SendQuerySet(models.QuerySet):
+    def for_org(self, organization: Organization) -> "SendQuerySet":
+        return self.filter(organization=organization)
+
+
+class Send(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    class Endpoint(models.TextChoices):
+        SEND = "send", "send"
+        SEND_GLOBAL = "send-global", "send-global"
+
+    public_id = models.CharField(max_length=40, unique=True, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="sends")
+    api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="sends"
+    )
+    endpoint = models.CharField(max_length=20, choices=Endpoint.choices)
+    to = models.CharField(max_length=500)
+    cc = models.JSONField(default=list, blank=True)
+    bcc = models.JSONField(default=list, blank=True)
+    subject = models.CharField(max_length=998)
+    policy_key = models.CharField(max_length=50, default="transactional")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    request_id = models.CharField(max_length=128, blank=True)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = SendQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            # Send lists (API, dashboard) walk one organization's sends newest first by id.
+            models.Index(fields=["organization", "-public_id"], name="send_org_public_id"),
+            # Admin and API searches by recipient within an organization.
+            models.Index(fields=["organization", "to"], name="send_org_to"),
+        ]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+    def save(self, *args, **kwargs):
+        if not self.public_id:
+            self.public_id = new_id("sends")
+        super().save(*args, **kwargs)
+
+    def mark(self, status: str) -> None:
+        self.status = status
+        self.updated_at = timezone.now()
+        Send.objects.filter(pk=self.pk).update(status=status, updated_at=self.updated_at)
+
+
+class Message(models.Model):
+    """One delivery attempt of a send."""
+
+    send = models.ForeignKey(Send, on_delete=models.CASCADE, related_name="messages")
+    from_email = models.CharField(max_length=500)
+    to = models.JSONField(default=list, help_text="Envelope recipients (to, cc and bcc).")
+    provider = models.CharField(max_length=100)
+    provider_message_id = models.CharField(max_length=255, blank=True)
+    feedback_id = models.CharField(max_length=255, blank=True)
+    text = models.TextField(blank=True)
+    html = models.TextField(blank=True)
+    headers = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [
+            # Admin search by provider message id.
+            models.Index(fields=["provider_message_id"], name="message_provider_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.send_id} attempt {self.pk}"
+
+
+class Event(models.Model):
+    class Type(models.TextChoices):
+        SENT = "sent", "sent"
+        FAILED = "failed", "failed"
+        DELIVERED = "delivered", "delivered"
+        BOUNCED = "bounced", "bounced"
+        COMPLAINED = "complained", "complained"
+        OPENED = "opened", "opened"
+        CLICKED = "clicked", "clicked"
+
+    send = models.ForeignKey(Send, on_delete=models.CASCADE, related_name="events")
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    type = models.CharField(max_length=20, choices=Type.choices)
+    occurred_at = models.DateTimeField(default=timezone.now)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["occurred_at", "id"]
+        indexes = [
+            # A send's timeline in time order.
+            models.Index(fields=["send", "occurred_at"], name="event_send_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.send_id}"
+
+
+class IdempotencyRecord(models.Model):
+    class State(models.TextChoices):
+        IN_PROGRESS = "in_progress", "In progress"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="idempotency_records"
+    )
+    key = models.CharField(max_length=255)
+    endpoint = models.CharField(max_length=20)
+    fingerprint = models.CharField(max_length=64)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.IN_PROGRESS)
+    locked_at = models.DateTimeField(null=True, blank=True)
+    send = models.ForeignKey(
+        Send, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            # The claim: the first INSERT of (organization, key) wins; everyone else reads it.
+            models.UniqueConstraint(fields=["organization", "key"], name="idem_org_key"),
+        ]
+        indexes = [
+            # purge_idempotency deletes by expiry.
+            models.Index(fields=["expires_at"], name="idem_expires"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.state})"

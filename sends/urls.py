@@ -1,6 +1,6 @@
 from django.urls import path
 
-from sends import views
+from sends import timeline, views
 
 urlpatterns = [
     path("emails/send", views.SendEmailView.as_view(endpoint="send"), name="emails-send"),
@@ -9,4 +9,6 @@ urlpatterns = [
         views.SendEmailView.as_view(endpoint="send-global"),
         name="emails-send-global",
     ),
+    path("sends", timeline.SendListView.as_view(), name="sends-list"),
+    path("sends/<str:send_id>", timeline.SendDetailView.as_view(), name="sends-detail"),
 ]

@@ -174,10 +174,14 @@ def pg(dbname: str, args: argparse.Namespace):
 
 
 def ensure_database(name: str, args: argparse.Namespace) -> None:
-    with pg("postgres", args) as connection, connection.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
-        if cursor.fetchone() is None:
-            cursor.execute(f'CREATE DATABASE "{name}"')
+    connection = pg("postgres", args)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+            if cursor.fetchone() is None:
+                cursor.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        connection.close()
 
 
 def scalar(dbname: str, args: argparse.Namespace, sql: str, params=()) -> int:

@@ -244,8 +244,8 @@ def all_logs() -> str:
 class FaultySmtp:
     """aiosmtpd on 127.0.0.1 whose behaviour the test sets between requests.
 
-    mode: "accept" keeps the message; "reply" answers DATA with `reply` (e.g. "550 5.1.1 ...");
-    "slow" waits `delay` seconds before accepting (longer than the client's timeout);
+    mode: "accept" keeps the message; "reply" answers RCPT TO with `reply` (e.g. "550 5.1.1 ...");
+    "slow" waits `delay` seconds before answering RCPT TO (longer than the client's timeout);
     "hold" keeps DATA waiting until `release()` (a claim held while delivery hangs).
     """
 
@@ -262,12 +262,18 @@ class FaultySmtp:
         sink = self
 
         class Handler:
-            async def handle_DATA(self, server, session, envelope):  # noqa: N802
-                sink.arrived.set()
+            async def handle_RCPT(self, server, session, envelope, address, options):  # noqa: N802
+                if sink.mode == "slow":
+                    # Slow before the message is transmitted: a client that gives up has sent
+                    # nothing, so "not delivered" is certain.
+                    await asyncio.sleep(sink.delay)
                 if sink.mode == "reply":
                     return sink.reply
-                if sink.mode == "slow":
-                    await asyncio.sleep(sink.delay)
+                envelope.rcpt_tos.append(address)
+                return "250 OK"
+
+            async def handle_DATA(self, server, session, envelope):  # noqa: N802
+                sink.arrived.set()
                 if sink.mode == "hold":
                     while not sink._released.is_set():
                         await asyncio.sleep(0.05)

@@ -74,11 +74,21 @@ class ProblemSerializer(serializers.Serializer):
         ref_name = "Problem"
 
 
+@extend_schema_field({"type": "string", "format": "email", "maxLength": 320})
+class _Address(serializers.CharField):
+    pass
+
+
+@extend_schema_field({"type": "string", "minLength": 1, "pattern": "^[^\\r\\n]+$"})
+class _OneLine(serializers.CharField):
+    pass
+
+
 @extend_schema_field(
     {
         "oneOf": [
-            {"type": "string"},
-            {"type": "array", "items": {"type": "string"}, "maxItems": 50},
+            {"type": "string", "format": "email"},
+            {"type": "array", "items": {"type": "string", "format": "email"}, "maxItems": 50},
         ],
         "description": "One address or a list; at most 50 recipients in to, cc and bcc.",
     }
@@ -99,8 +109,8 @@ class _AttachmentSerializer(serializers.Serializer):
 class SendEmailRequestSerializer(serializers.Serializer):
     """The send body (SPEC.md section 3). Unknown fields are refused with a 400."""
 
-    to = serializers.CharField(help_text="One address; `Name <addr>` allowed.")
-    subject = serializers.CharField(max_length=998)
+    to = _Address(help_text="One address; `Name <addr>` allowed.")
+    subject = _OneLine(max_length=998)
     content = serializers.CharField(help_text="The text/plain part, at most 1 MB.")
     htmlContent = serializers.CharField(  # noqa: N815
         required=False, help_text="The text/html part: CSS inlined, tracking injected."
@@ -114,11 +124,11 @@ class SendEmailRequestSerializer(serializers.Serializer):
     idempotencyKey = serializers.CharField(  # noqa: N815
         required=False, max_length=255, help_text="For clients that cannot set the header."
     )
-    fromName = serializers.CharField(required=False, max_length=200)  # noqa: N815
+    fromName = _OneLine(required=False, max_length=200)  # noqa: N815
     fromEmail = serializers.EmailField(  # noqa: N815
         required=False, help_text="An address on the organization's sending domain."
     )
-    replyTo = serializers.CharField(required=False)  # noqa: N815
+    replyTo = _Address(required=False)  # noqa: N815
     headers = serializers.DictField(
         child=serializers.CharField(), required=False, help_text="`X-…`/`List-…`, at most 20."
     )
@@ -138,6 +148,100 @@ class SendEmailResultSerializer(serializers.Serializer):
 
     class Meta:
         ref_name = "SendEmailResult"
+
+
+class SendSerializer(serializers.Serializer):
+    id = serializers.CharField(help_text="`sends_` + 26 characters, sortable by time.")
+    to = serializers.CharField()
+    subject = serializers.CharField()
+    status = serializers.ChoiceField(choices=["pending", "sent", "failed"])
+    policy = serializers.CharField()
+    endpoint = serializers.ChoiceField(choices=["send", "send-global"])
+    idempotencyKey = serializers.CharField(allow_null=True)  # noqa: N815
+    requestId = serializers.CharField(allow_null=True)  # noqa: N815
+    metadata = serializers.DictField(child=serializers.CharField())
+    createdAt = serializers.DateTimeField()  # noqa: N815
+    updatedAt = serializers.DateTimeField()  # noqa: N815
+
+    class Meta:
+        ref_name = "Send"
+
+
+class SendPageSerializer(serializers.Serializer):
+    data = SendSerializer(many=True)
+    nextCursor = serializers.CharField(  # noqa: N815
+        allow_null=True, help_text="Pass as `cursor` for the next page; null on the last."
+    )
+
+    class Meta:
+        ref_name = "SendPage"
+
+
+class MessageAttemptSerializer(serializers.Serializer):
+    provider = serializers.CharField()
+    # "from" is a keyword: declared under another name, renamed in get_fields.
+    from_ = serializers.CharField()
+    to = serializers.ListField(child=serializers.CharField())
+    providerMessageId = serializers.CharField(allow_null=True)  # noqa: N815
+    feedbackId = serializers.CharField(allow_null=True)  # noqa: N815
+    error = serializers.CharField(allow_null=True)
+    createdAt = serializers.DateTimeField()  # noqa: N815
+
+    class Meta:
+        ref_name = "MessageAttempt"
+
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["from"] = fields.pop("from_")
+        return fields
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "required": ["type", "ts"],
+        "properties": {
+            "type": {
+                "type": "string",
+                "enum": [
+                    "sent",
+                    "failed",
+                    "delivered",
+                    "bounced",
+                    "complained",
+                    "opened",
+                    "clicked",
+                ],
+            },
+            "ts": {"type": "string", "format": "date-time"},
+        },
+        "additionalProperties": True,
+        "description": "The event's type and time with its own data (url, userAgentClass, ...).",
+    }
+)
+class _Event(serializers.Field):
+    pass
+
+
+class EngagementSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    machineCount = serializers.IntegerField()  # noqa: N815
+    firstAt = serializers.DateTimeField(allow_null=True)  # noqa: N815
+    lastAt = serializers.DateTimeField(allow_null=True)  # noqa: N815
+
+    class Meta:
+        ref_name = "Engagement"
+
+
+class SendTimelineSerializer(serializers.Serializer):
+    send = SendSerializer()
+    messages = MessageAttemptSerializer(many=True)
+    events = serializers.ListField(child=_Event())
+    opens = EngagementSerializer()
+    clicks = EngagementSerializer()
+
+    class Meta:
+        ref_name = "SendTimeline"
 
 
 # -- headers ----------------------------------------------------------------------------------
@@ -194,6 +298,13 @@ SEND_HEADERS = [
         _HEADER,
         response=True,
         description="Echo of the idempotency key used, when one was given.",
+    ),
+    OpenApiParameter(
+        "Fluxomail-Version",
+        _STR,
+        _HEADER,
+        response=True,
+        description="The API version that answered (2025-09-01).",
     ),
     OpenApiParameter(
         "Idempotency-Replayed",
@@ -273,7 +384,7 @@ SEND_RESPONSES = {
             OpenApiExample(
                 "sent",
                 {
-                    "sendId": "sends_01JABCDEF0123456789ABCDEFG",
+                    "sendId": "sends_01jabcdef0123456789abcdefg",
                     "status": "sent",
                     "messageId": "<175.1@fluxomail.local>",
                     "reused": False,
@@ -303,6 +414,26 @@ READ_RESPONSES = {
     503: problem("The database is unavailable", "service_unavailable"),
 }
 
+_DAY_OR_TIME = {
+    "anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]
+}
+_QUERY = OpenApiParameter.QUERY
+LIST_PARAMETERS = [
+    OpenApiParameter(
+        "limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}, _QUERY
+    ),
+    OpenApiParameter("cursor", {"type": "string", "maxLength": 200}, _QUERY),
+    OpenApiParameter("status", {"type": "string", "enum": ["pending", "sent", "failed"]}, _QUERY),
+    OpenApiParameter("endpoint", {"type": "string", "enum": ["send", "send-global"]}, _QUERY),
+    OpenApiParameter(
+        "to", {"type": "string", "maxLength": 500}, _QUERY, description="Part of the recipient."
+    ),
+    OpenApiParameter("from", _DAY_OR_TIME, _QUERY, description="Created at or after (UTC)."),
+    OpenApiParameter(
+        "until", _DAY_OR_TIME, _QUERY, description="Created before; a bare date includes it."
+    ),
+]
+
 _SEND_DESCRIPTION = (
     "Sends one email. Checks run in this order: key (401), scope (403), paused organization "
     "(403), JSON (400/413/415), idempotency replay or conflict (200/422/409), rate limit (429), "
@@ -323,6 +454,18 @@ def _send_schema(summary: str):
         summary=summary,
         description=_SEND_DESCRIPTION,
         request={"application/json": SendEmailRequestSerializer},
+        examples=[
+            OpenApiExample(
+                "seed",
+                {
+                    "to": "user@example.com",
+                    "subject": "Hello",
+                    "content": "Hi there",
+                    "htmlContent": "<p>Hi there</p>",
+                },
+                request_only=True,
+            )
+        ],
         responses=_with_media_types(SEND_RESPONSES),
         parameters=REQUEST_ID_HEADERS + SEND_HEADERS + [_AUTH_HEADER],
         tags=["Sending"],
@@ -336,8 +479,9 @@ def _annotate() -> None:
         get=extend_schema(
             summary="List sends",
             operation_id="sends_list",
-            responses=_with_media_types({200: OpenApiTypes.OBJECT, **READ_RESPONSES}),
-            parameters=REQUEST_ID_HEADERS + [_AUTH_HEADER],
+            description="The organization's sends, newest first, in pages of `limit`.",
+            responses=_with_media_types({200: SendPageSerializer, **READ_RESPONSES}),
+            parameters=LIST_PARAMETERS + REQUEST_ID_HEADERS + [_AUTH_HEADER],
             tags=["Sends"],
         )
     )(timeline.SendListView)
@@ -345,8 +489,17 @@ def _annotate() -> None:
         get=extend_schema(
             summary="A send's timeline",
             operation_id="sends_retrieve",
-            responses=_with_media_types({200: OpenApiTypes.OBJECT, **READ_RESPONSES}),
-            parameters=REQUEST_ID_HEADERS + [_AUTH_HEADER],
+            description="The send, its delivery attempts and its events in time order.",
+            responses=_with_media_types({200: SendTimelineSerializer, **READ_RESPONSES}),
+            parameters=[
+                OpenApiParameter(
+                    "send_id",
+                    {"type": "string", "pattern": "^sends_[0-9a-z]{26}$"},
+                    OpenApiParameter.PATH,
+                )
+            ]
+            + REQUEST_ID_HEADERS
+            + [_AUTH_HEADER],
             tags=["Sends"],
         )
     )(timeline.SendDetailView)

@@ -63,6 +63,7 @@ def test_send_operation_documents_request_and_response_headers(document):
     assert {
         "X-Request-Id",
         "Fluxomail-Request-Id",
+        "Fluxomail-Version",
         "Idempotency-Key",
         "Idempotency-Replayed",
         "X-RateLimit-Limit",
@@ -127,3 +128,22 @@ def test_docs_page_loads_its_assets_from_this_service_only(db, settings):
     assert any("swagger-ui-bundle" in s for s in scripts), scripts
     for script in scripts:
         assert client.get(script).status_code == 200, script
+
+
+def test_timeline_operations_document_their_bodies_filters_and_errors(document):
+    listing = document["paths"]["/api/v1/sends"]["get"]
+    query = {p["name"] for p in listing["parameters"] if p["in"] == "query"}
+    assert query == {"limit", "cursor", "status", "endpoint", "to", "from", "until"}
+    assert listing["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/SendPage"
+    }
+    detail = document["paths"]["/api/v1/sends/{send_id}"]["get"]
+    assert detail["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/SendTimeline"
+    }
+    for operation in (listing, detail):
+        assert {"400", "401", "403", "404", "500", "503"} <= set(operation["responses"])
+    timeline = document["components"]["schemas"]["SendTimeline"]
+    assert set(timeline["properties"]) == {"send", "messages", "events", "opens", "clicks"}
+    attempt = document["components"]["schemas"]["MessageAttempt"]
+    assert "from" in attempt["properties"] and "from_" not in attempt["properties"]

@@ -336,3 +336,122 @@ def test_the_pixel_sits_just_before_the_closing_body_tag(case, send, db):
 
 def test_the_suite_covers_at_least_25_real_world_cases():
     assert len(CASES) >= 25
+
+
+# A real browser ------------------------------------------------------------------------------
+
+BROWSER_LINKS = [
+    "/landing?a=1&amp;b=2&region=eu",
+    "/landing?q=café&city=Zürich#frag",
+    "/out?u=https%3A%2F%2Fshop.example%2Fp%3Fid%3D1%26ref%3Dmail&amp;s=%2B",
+    "/landing/straße?next=/a?b=1&c=2",
+]
+
+
+class _Landing:
+    """A plain HTTP server on 127.0.0.1 that records the request target of every GET.
+
+    It also shows the mail (`/mail/<name>`) as a mail client does: a UTF-8 document.
+    """
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        targets = self.targets = []
+        mails = self.mails = {}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                if self.path == "/favicon.ico":
+                    self.send_error(404)
+                    return
+                if self.path.startswith("/mail/"):
+                    body = mails[self.path.removeprefix("/mail/")].encode()
+                else:
+                    targets.append(self.path)
+                    body = b"<html><body>landed</body></html>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_chromium_clicking_a_tracked_link_lands_where_the_original_link_lands(
+    live_server, settings, acme
+):
+    from playwright.sync_api import sync_playwright
+
+    from tests.conftest import CHROMIUM
+
+    settings.SITE_URL = live_server.url
+    Policy.objects.ensure_defaults(acme)
+    policy = Policy.objects.get(organization=acme, key="transactional")
+    send = Send.objects.create(organization=acme, endpoint="send", to="r@example.com", subject="s")
+    landing = _Landing()
+    try:
+        anchors = "".join(
+            f'<p><a id="l{n}" href="{landing.url}{href}">link {n}</a></p>'
+            for n, href in enumerate(BROWSER_LINKS)
+        )
+        # Mail goes out as UTF-8 (Django's default charset), and a browser encodes a link's
+        # query in the document's encoding: the mail is shown as a UTF-8 page.
+        original = f"<html><body>{anchors}</body></html>"
+        rendered = render_html(original, send=send, policy=policy)
+        landing.mails.update(original=original, rendered=rendered)
+        assert rendered.count(f"{live_server.url}/t/c/") == len(BROWSER_LINKS)
+
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM,
+                args=[
+                    "--no-sandbox",
+                    "--headless",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--no-first-run",
+                ],
+            )
+            page = browser.new_page()
+            for n in range(len(BROWSER_LINKS)):
+                # Where the untracked mail's link takes the reader...
+                page.goto(f"{landing.url}/mail/original")
+                page.click(f"#l{n}")
+                page.wait_for_url(f"{landing.url}/**")
+                direct_url, direct_target = page.url, landing.targets[-1]
+                # ...and where the tracked one does.
+                page.goto(f"{landing.url}/mail/rendered")
+                page.click(f"#l{n}")
+                page.wait_for_url(f"{landing.url}/**")
+                assert page.url == direct_url
+                assert landing.targets[-1] == direct_target
+            page.goto(f"{landing.url}/mail/rendered")
+            pixel_width = page.evaluate(
+                "() => Array.from(document.images).map(i => [i.complete, i.naturalWidth])"
+            )
+            browser.close()
+    finally:
+        landing.stop()
+
+    assert pixel_width == [[True, 1]]
+    clicks = Event.objects.filter(send=send, type="clicked").order_by("id")
+    assert [event.data["position"] for event in clicks] == list(range(len(BROWSER_LINKS)))
+    # One open for each time the rendered mail was shown.
+    assert Event.objects.filter(send=send, type="opened").count() == len(BROWSER_LINKS) + 1

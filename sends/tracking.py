@@ -259,6 +259,7 @@ def scan_tags(text: str) -> list[Tag]:
     """
     tags: list[Tag] = []
     length = len(text)
+    lower: str | None = None
     i = 0
     while True:
         lt = text.find("<", i)
@@ -299,23 +300,25 @@ def scan_tags(text: str) -> list[Tag]:
         tags.append(tag)
         i = tag.end
         if not closing and tag.name in _RAW_TEXT:
-            i = _raw_text_end(text, tag.end, tag.name)
+            if lower is None:
+                lower = text.lower()  # once per document: keeps many raw-text elements linear
+            i = _raw_text_end(text, lower, tag.end, tag.name)
             if i == -1:
                 return tags
 
 
 def _comment_end(text: str, i: int) -> int:
     """Offset after a comment whose content starts at i, or -1 when it never ends."""
-    ends = [e for e in (text.find("-->", i), text.find("--!>", i)) if e != -1]
-    if not ends:
-        return -1
-    first = min(ends)
-    return first + (3 if text.startswith("-->", first) else 4)
+    # The second search stops where the first matched, so that many comments stay linear.
+    end = text.find("-->", i)
+    bang = text.find("--!>", i, len(text) if end == -1 else end)
+    if bang != -1:
+        return bang + 4
+    return -1 if end == -1 else end + 3
 
 
-def _raw_text_end(text: str, i: int, name: str) -> int:
+def _raw_text_end(text: str, lower: str, i: int, name: str) -> int:
     """Offset of the end tag closing a raw-text element opened before i."""
-    lower = text.lower()
     needle = "</" + name
     while True:
         index = lower.find(needle, i)

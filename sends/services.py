@@ -6,8 +6,8 @@ tracking signs click URLs with the send's public id.
 """
 
 import logging
-from email.utils import formataddr
 from dataclasses import dataclass
+from email.utils import formataddr
 
 from django.core.mail import EmailMultiAlternatives
 from django.utils import timezone

@@ -7,7 +7,7 @@ tracking signs click URLs with the send's public id.
 
 import logging
 from dataclasses import dataclass
-from email.utils import formataddr
+from email.utils import formataddr, parseaddr
 
 from django.core.mail import EmailMultiAlternatives
 from django.utils import timezone
@@ -150,7 +150,7 @@ def send_email(
     attempt = Message(
         send=send,
         from_email=message.from_email,
-        to=message.recipients(),
+        to=[parseaddr(recipient)[1] for recipient in message.recipients()],
         provider="",
         feedback_id=message.extra_headers["Feedback-ID"],
         text=message.body,

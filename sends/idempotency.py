@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import Organization
@@ -159,9 +159,12 @@ def claim(
             expires_at=_expires_at(now),
         )
         try:
-            # A savepoint only when the caller is inside a transaction (tests); in production
-            # this is a single autocommit INSERT.
-            with transaction.atomic():
+            if connection.in_atomic_block:
+                # Inside a caller's transaction a failed INSERT must roll back to a savepoint;
+                # in production (autocommit) it is a single statement and needs none.
+                with transaction.atomic():
+                    record.save(force_insert=True)
+            else:
                 record.save(force_insert=True)
         except IntegrityError:
             return _answer_loser(organization, request)

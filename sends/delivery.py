@@ -22,6 +22,14 @@ logger = logging.getLogger("fluxomail.delivery")
 # Failures of a pooled connection that was fine when last used: the server closed it (idle
 # timeout, restart) or the socket broke. Worth one reconnect; anything else is the answer.
 _STALE_CONNECTION = (smtplib.SMTPServerDisconnected, ConnectionResetError, BrokenPipeError)
+MAX_IDLE_CONNECTIONS = 16
+
+
+def _is_stale(exc: BaseException) -> bool:
+    # 421 to MAIL FROM: the server is closing the (idle) session; nothing was accepted yet.
+    if isinstance(exc, smtplib.SMTPSenderRefused) and exc.smtp_code == 421:
+        return True
+    return isinstance(exc, _STALE_CONNECTION)
 
 
 class PooledSMTPBackend(SMTPBackend):
@@ -51,7 +59,12 @@ class PooledSMTPBackend(SMTPBackend):
 
     def _checkin(self, connection: smtplib.SMTP) -> None:
         with self._pools_lock:
-            self._pools.setdefault(self._pool_key, []).append(connection)
+            pool = self._pools.setdefault(self._pool_key, [])
+            if len(pool) < MAX_IDLE_CONNECTIONS:
+                pool.append(connection)
+                return
+        # More idle connections than a worker's usual concurrency: let this one go.
+        self._discard(connection)
 
     def _discard(self, connection: smtplib.SMTP) -> None:
         try:
@@ -74,8 +87,8 @@ class PooledSMTPBackend(SMTPBackend):
             self.connection = connection
             try:
                 result = self._send(message)
-            except _STALE_CONNECTION:
-                if not reused:
+            except OSError as exc:  # smtplib's errors are OSErrors too
+                if not (reused and _is_stale(exc)):
                     raise
                 self._discard(connection)
                 logger.info("pooled SMTP connection was closed; reconnecting once")

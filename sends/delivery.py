@@ -52,10 +52,17 @@ class PooledSMTPBackend(SMTPBackend):
             pool = self._pools.get(self._pool_key)
             if pool:
                 return pool.pop(), True
+        return self._connect(), False
+
+    def _connect(self) -> smtplib.SMTP:
         self.connection = None
-        self.open()
+        super().open()
         connection, self.connection = self.connection, None
-        return connection, False
+        return connection
+
+    def open(self) -> bool:
+        # Connections are checked out per message; `with connection:` callers need no socket.
+        return False
 
     def _checkin(self, connection: smtplib.SMTP) -> None:
         with self._pools_lock:
@@ -76,9 +83,11 @@ class PooledSMTPBackend(SMTPBackend):
         if not email_messages:
             return 0
         sent = 0
-        for message in email_messages:
-            if self._send_one(message):
-                sent += 1
+        # self.connection is per instance: one instance shared by threads sends one at a time.
+        with self._lock:
+            for message in email_messages:
+                if self._send_one(message):
+                    sent += 1
         return sent
 
     def _send_one(self, message) -> bool:
@@ -92,10 +101,9 @@ class PooledSMTPBackend(SMTPBackend):
                     raise
                 self._discard(connection)
                 logger.info("pooled SMTP connection was closed; reconnecting once")
-                connection, reused = None, False
-                self.connection = None
-                self.open()
-                connection = self.connection
+                connection = None  # discarded: not to be discarded again if _connect fails
+                connection = self._connect()
+                self.connection = connection
                 result = self._send(message)
         except BaseException:
             if connection is not None:
@@ -184,6 +192,8 @@ def deliver(message: EmailMultiAlternatives) -> Delivery:
     message_id = message.extra_headers.get("Message-ID", "")
     status = getattr(message, "anymail_status", None)
     if status is not None and status.message_id:
-        # django-anymail: the ESP's id is the one its webhooks will carry.
-        message_id = str(status.message_id)
+        # django-anymail: the ESP's id is the one its webhooks will carry. With per-recipient
+        # ids (a set) the ids are joined in a stable order.
+        ids = status.message_id
+        message_id = ",".join(sorted(map(str, ids))) if isinstance(ids, set) else str(ids)
     return Delivery(message_id=message_id, provider=backend_path(connection))

@@ -200,3 +200,17 @@ def test_smtp_refusal_is_500_with_the_smtp_code_kept(api, send_key, seed_body, s
     attempt = Message.objects.get(send__public_id=response.json()["sendId"])
     assert attempt.error == "SMTPDataError: 550 5.1.1 No such user"
     assert Send.objects.get().status == "failed"
+
+
+def test_backend_used_as_a_context_manager_sends_and_keeps_the_pool(smtp_server):
+    from django.core.mail import EmailMessage, get_connection
+
+    with get_connection() as connection:
+        sent = connection.send_messages(
+            [EmailMessage("Hi", "Body", "a@acme.test", ["b@example.com"]) for _ in range(2)]
+        )
+
+    assert sent == 2
+    assert len(smtp_server.messages) == 2
+    [pool] = PooledSMTPBackend._pools.values()
+    assert len(pool) == 1

@@ -171,7 +171,10 @@ def safe_error(exc: BaseException) -> str:
         if isinstance(text, bytes):
             text = text.decode("utf-8", "replace")
         return f"{name}: {exc.smtp_code} {text}"[:500]
-    if isinstance(exc, smtplib.SMTPServerDisconnected | TimeoutError):
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        # smtplib's own wording ("Connection unexpectedly closed: timed out"), no data in it.
+        return f"{name}: {exc}"[:200] if str(exc) else name
+    if isinstance(exc, TimeoutError):
         return name
     if isinstance(exc, OSError) and exc.strerror:
         return f"{name}: {exc.strerror}"[:500]

@@ -214,3 +214,24 @@ def test_backend_used_as_a_context_manager_sends_and_keeps_the_pool(smtp_server)
     assert len(smtp_server.messages) == 2
     [pool] = PooledSMTPBackend._pools.values()
     assert len(pool) == 1
+
+
+def test_smtp_server_that_never_answers_times_out_into_a_500(api, send_key, seed_body, settings):
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)  # accepts the TCP connection but never sends the SMTP greeting
+    settings.EMAIL_BACKEND = "sends.delivery.PooledSMTPBackend"
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = silent.getsockname()[1]
+    settings.EMAIL_TIMEOUT = 0.3
+    try:
+        response = send(api, send_key, seed_body)
+    finally:
+        silent.close()
+
+    assert response.status_code == 500
+    attempt = Message.objects.get(send__public_id=response.json()["sendId"])
+    assert attempt.error == "SMTPServerDisconnected: Connection unexpectedly closed: timed out"
+    assert Send.objects.get().status == "failed"

@@ -81,3 +81,10 @@ def test_send_global_counts_global_endpoint_sends(api, send_key, seed_body):
     assert rows["send-global"].global_endpoint_sends == 1
     assert rows["send"].sends == 1
     assert rows["send"].global_endpoint_sends == 0
+
+
+def test_client_request_id_is_echoed_and_stored_on_the_send(api, send_key, seed_body):
+    response = post(api, SEND, seed_body, send_key, HTTP_X_REQUEST_ID="client-abc.1")
+
+    assert response["X-Request-Id"] == "client-abc.1"
+    assert Send.objects.get().request_id == "client-abc.1"

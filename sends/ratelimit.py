@@ -5,7 +5,6 @@ public id, so every worker and host counts together.
 """
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 
@@ -24,11 +23,8 @@ WINDOW_SECONDS = 60
 class RateState:
     limit: int
     remaining: int
-    reset_in: int  # seconds until the window resets, at least 1
-
-    @property
-    def reset_at(self) -> int:
-        return math.ceil(time.time()) + self.reset_in
+    reset_at: int  # UTC epoch second at which the window resets
+    reset_in: int  # seconds until then, at least 1
 
     def headers(self) -> dict:
         return {
@@ -64,9 +60,12 @@ def _usage(request, key: ApiKey, *, increment: bool) -> dict | None:
 
 def _state(key: ApiKey, usage: dict) -> RateState:
     limit = key.rate_limit_per_minute
+    # django-ratelimit's time_left is window end minus int(now): the window end itself is the
+    # same for every request of the window, on every worker.
     return RateState(
         limit=limit,
         remaining=max(0, limit - usage["count"]),
+        reset_at=int(time.time()) + int(usage["time_left"]),
         reset_in=max(1, int(usage["time_left"])),
     )
 

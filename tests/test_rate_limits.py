@@ -1,6 +1,5 @@
 """Per-key rate limits: headers, 429, replays free, window reset, cache failure, Redis workers."""
 
-import math
 import threading
 import time
 import zlib
@@ -44,7 +43,7 @@ def capped(make_key, alice):
 class TestHeadersAnd429:
     def test_headers_count_down_and_the_request_over_the_cap_is_429(self, api, capped, seed_body):
         with time_machine.travel(window_start(capped.key.public_id), tick=False):
-            reset_at = str(math.ceil(time.time()) + 59)
+            reset_at = str(int(time.time()) + 59)
             answers = [send(api, capped, seed_body) for _ in range(4)]
 
         assert [r.status_code for r in answers] == [200, 200, 200, 429]
@@ -213,7 +212,7 @@ def test_cap_holds_across_two_workers_sharing_redis(make_key, alice, seed_body):
     assert Send.objects.filter(status="sent").count() == 10
     assert sorted(int(r.headers["X-RateLimit-Remaining"]) for r in accepted) == list(range(10))
     resets = {r.headers["X-RateLimit-Reset"] for r in responses}
-    assert len(resets) <= 2  # one window; a second's rounding at most
+    assert len(resets) == 1  # one window, whichever worker answered
     for response in limited:
         assert response.json()["code"] == "rate_limited"
         assert response.headers["X-RateLimit-Limit"] == "10"

@@ -373,3 +373,76 @@ def test_list_rejects_bad_parameters_with_400(api, read_key, query, field, messa
         "req-l1",
         details={field: [message]},
     )
+
+
+# End to end ----------------------------------------------------------------------------------
+
+
+def test_a_send_an_open_and_two_clicks_through_the_api_show_up_in_the_timeline(
+    api, alice_key, mailoutbox
+):
+    body = {
+        "to": "reader@example.com",
+        "subject": "Your order",
+        "content": "See https://shop.example/order/42",
+        "htmlContent": (
+            "<html><head><style>a { color: #0066cc }</style></head><body>"
+            '<p>Thanks!</p><a href="https://shop.example/order/42?a=1&amp;b=2">Order</a> '
+            '<a href="https://shop.example/help">Help</a> '
+            '<a href="https://shop.example/unsubscribe">Unsubscribe</a></body></html>'
+        ),
+        "metadata": {"orderId": "42"},
+    }
+    with time_machine.travel(T0, tick=False):
+        response = api.post(
+            "/api/v1/emails/send",
+            body,
+            format="json",
+            HTTP_X_REQUEST_ID="req-e2e",
+            **alice_key.bearer,
+        )
+    assert response.status_code == 200, response.content
+    sent = response.json()
+    (mail,) = mailoutbox
+    ((html, mimetype),) = mail.alternatives
+    assert mimetype == "text/html"
+    pixel = re.search(re.escape(SITE) + r"(/t/o/[^\"]+\.gif)", html).group(1)
+    clicks = re.findall(re.escape(SITE) + r"(/t/c/[^\"]+)", html)
+    assert len(clicks) == 2
+    assert 'href="https://shop.example/unsubscribe"' in html
+
+    reader = Client(HTTP_USER_AGENT="Mozilla/5.0 (iPhone) AppleWebKit/605.1.15 Mobile/15E148")
+    with time_machine.travel(T0 + timedelta(minutes=3), tick=False):
+        assert reader.get(pixel).status_code == 200
+    with time_machine.travel(T0 + timedelta(minutes=4), tick=False):
+        first = reader.get(clicks[0])
+    with time_machine.travel(T0 + timedelta(minutes=5), tick=False):
+        second = reader.get(clicks[1])
+    assert first["Location"] == "https://shop.example/order/42?a=1&b=2"
+    assert second["Location"] == "https://shop.example/help"
+
+    timeline = api.get(f"/api/v1/sends/{sent['sendId']}", **alice_key.bearer).json()
+
+    assert timeline["send"]["id"] == sent["sendId"]
+    assert timeline["send"]["status"] == "sent"
+    assert timeline["send"]["requestId"] == "req-e2e"
+    assert timeline["send"]["metadata"] == {"orderId": "42"}
+    assert timeline["send"]["createdAt"] == "2026-03-02T09:00:00.000Z"
+    assert [m["providerMessageId"] for m in timeline["messages"]] == [sent["messageId"]]
+    assert timeline["messages"][0]["error"] is None
+    assert [(e["type"], e["ts"]) for e in timeline["events"]] == [
+        ("sent", "2026-03-02T09:00:00.000Z"),
+        ("opened", "2026-03-02T09:03:00.000Z"),
+        ("clicked", "2026-03-02T09:04:00.000Z"),
+        ("clicked", "2026-03-02T09:05:00.000Z"),
+    ]
+    assert [e.get("url") for e in timeline["events"][2:]] == [
+        "https://shop.example/order/42?a=1&b=2",
+        "https://shop.example/help",
+    ]
+    assert timeline["opens"]["count"] == 1
+    assert timeline["opens"]["firstAt"] == "2026-03-02T09:03:00.000Z"
+    assert timeline["clicks"]["count"] == 2
+
+    listed = api.get("/api/v1/sends", {"to": "reader@example.com"}, **alice_key.bearer).json()
+    assert [item["id"] for item in listed["data"]] == [sent["sendId"]]

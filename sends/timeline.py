@@ -53,8 +53,8 @@ def message_json(message) -> dict:
 
 
 def event_json(event: Event) -> dict:
-    # type and ts come last so that nothing stored in data can shadow them.
-    return {**event.data, "type": event.type, "ts": iso(event.occurred_at)}
+    data = {key: value for key, value in event.data.items() if key not in ("type", "ts")}
+    return {"type": event.type, "ts": iso(event.occurred_at), **data}
 
 
 def _summary(events: list[Event], kind: str) -> dict:

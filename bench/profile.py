@@ -70,7 +70,11 @@ def main() -> int:
         for _ in range(options.requests):
             send(fixed if options.replays else uuid.uuid4().hex)
         profiler.stop()
-        print(profiler.output_text(unicode=False, color=False, show_all=False))
+        print(
+            profiler.output_text(
+                unicode=False, color=False, show_all=os.environ.get("PROFILE_ALL") == "1"
+            )
+        )
     finally:
         smtp.stop()
     return 0

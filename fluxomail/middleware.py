@@ -27,11 +27,10 @@ class RequestIdMiddleware:
         client_id = request.headers.get("X-Request-Id", "")
         request_id = client_id if _CLIENT_ID.match(client_id) else new_request_id()
         request.request_id = request_id
-        token = _request_id.set(request_id)
-        try:
-            response = self.get_response(request)
-        finally:
-            _request_id.reset(token)
+        # Not reset on the way out: Django logs the response ("Not Found: ...") after the
+        # middleware chain returns, and that line must carry the id too. Each request sets it.
+        _request_id.set(request_id)
+        response = self.get_response(request)
         response["X-Request-Id"] = request_id
         # The official JavaScript SDK reads this name.
         response["Fluxomail-Request-Id"] = request_id

@@ -6,6 +6,7 @@ helpers below fail loudly (ImproperlyConfigured) on a malformed value instead of
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -196,6 +197,10 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+WHITENOISE_USE_FINDERS = not PRODUCTION
+# Before `collectstatic` has run (development, tests) STATIC_ROOT does not exist; whitenoise
+# serves from the finders then, and its warning about the missing folder is noise.
+warnings.filterwarnings("ignore", message="No directory at")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

@@ -1,0 +1,69 @@
+import pytest
+
+from accounts.models import ApiKey, Organization, key_digest
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def operator(client, django_user_model):
+    user = django_user_model.objects.create_superuser("operator", "op@example.com", "pw-operator")
+    client.force_login(user)
+    return user
+
+
+def test_admin_key_creation_shows_the_secret_once(client, operator, acme):
+    response = client.post(
+        "/admin/accounts/apikey/add/",
+        {
+            "organization": acme.pk,
+            "name": "from admin",
+            "scopes": ["send_email", "read_sends"],
+            "rate_limit_per_minute": "30",
+            "expires_at_0": "",
+            "expires_at_1": "",
+        },
+        follow=True,
+    )
+    assert response.status_code == 200
+    key = ApiKey.objects.get(name="from admin")
+    page = response.content.decode()
+    token = next(word for word in page.split() if word.startswith(f"flx_{key.public_id}_"))
+    assert page.count(token) == 1
+    assert "it will not be shown again" in page
+    assert key_digest(token) == key.digest
+    assert key.scopes == ["send_email", "read_sends"]
+    assert key.rate_limit_per_minute == 30
+    assert key.created_by == operator
+    # The next page does not show it again, and neither does the key's change page.
+    again = client.get("/admin/accounts/apikey/").content.decode()
+    assert token not in again
+    change = client.get(f"/admin/accounts/apikey/{key.pk}/change/").content.decode()
+    assert token not in change
+    assert key.digest not in change
+
+
+def test_admin_revoke_action_revokes_keys(client, operator, send_key):
+    client.post(
+        "/admin/accounts/apikey/",
+        {"action": "revoke", "_selected_action": [send_key.key.pk]},
+    )
+    send_key.key.refresh_from_db()
+    assert send_key.key.revoked_at is not None
+    assert ApiKey.objects.for_token(send_key.token) is None
+
+
+def test_admin_pause_and_resume_actions(client, operator, acme):
+    client.post("/admin/accounts/organization/", {"action": "pause", "_selected_action": [acme.pk]})
+    assert Organization.objects.get(pk=acme.pk).paused is True
+    client.post(
+        "/admin/accounts/organization/", {"action": "resume", "_selected_action": [acme.pk]}
+    )
+    assert Organization.objects.get(pk=acme.pk).paused is False
+
+
+def test_admin_is_refused_to_non_staff(client, alice):
+    client.force_login(alice.user)
+    response = client.get("/admin/accounts/apikey/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")

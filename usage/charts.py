@@ -35,7 +35,7 @@ _OUTCOME_COLORS = {
 _MAX_PRINTED_BARS = 31
 
 
-def render(series: Series, *, nonce: str = "", height: int = 320) -> str:
+def render(series: Series, *, nonce: str = "", height: int = 320, title: bool = True) -> str:
     """The series as a stacked bar chart: one inline <svg> element as a string."""
     labels = series.labels
     style = _STYLE
@@ -48,7 +48,7 @@ def render(series: Series, *, nonce: str = "", height: int = 320) -> str:
         disable_xml_declaration=True,
         width=900,
         height=height,
-        title=series.title,
+        title=series.title if title else None,
         legend_at_bottom=True,
         print_values=len(labels) <= _MAX_PRINTED_BARS,
         print_zeroes=False,
@@ -56,7 +56,8 @@ def render(series: Series, *, nonce: str = "", height: int = 320) -> str:
         show_minor_x_labels=len(labels) <= 31,
         x_labels_major_every=max(1, len(labels) // 15),
         truncate_label=-1,
-        min_scale=1,
+        min_scale=2,
+        max_scale=6,
         no_data_text="No data",
     )
     chart.x_labels = labels

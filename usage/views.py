@@ -143,7 +143,7 @@ def usage(request: HttpRequest) -> HttpResponse:
             {
                 "slug": slug,
                 "series": series,
-                "svg": charts.render(series, nonce=request.csp_nonce),
+                "svg": charts.render(series, nonce=request.csp_nonce, title=False),
                 "names": list(series.rows),
                 "table": series.table(),
                 "totals": series.totals,

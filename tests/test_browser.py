@@ -167,3 +167,29 @@ def test_operator_sees_endpoint_analytics_in_the_admin(
     page.wait_for_url("**range=7d**")
     assert page.locator("tr[data-endpoint=send-global] td").first.text_content() == "6"
     page.screenshot(path=str(ARTIFACTS / "admin-analytics.png"), full_page=True)
+
+
+def test_mail_preview_renders_in_a_sandbox_without_running_scripts(page, live_server, alice):
+    from sends.models import Event, Message, Send
+
+    send = Send.objects.create(
+        organization=alice.organization, endpoint="send", to="user@example.com",
+        subject="Preview", status="sent",
+    )  # fmt: skip
+    message = Message.objects.create(
+        send=send, from_email="hello@acme.test", to=["user@example.com"], provider="smtp",
+        html='<p id="hello" style="color: rgb(200, 0, 0)">Hello preview</p>'
+        '<script>document.body.dataset.ran = "yes"</script>',
+    )  # fmt: skip
+    Event.objects.create(send=send, message=message, type="sent")
+    log_in(page, live_server, alice)
+    page.click("nav a[href='/dashboard/sends/']")
+    page.click(f"text={send.public_id}")
+    page.wait_for_url(f"**/dashboard/sends/{send.public_id}/")
+    frame = page.frame_locator("iframe.preview")
+    hello = frame.locator("#hello")
+    assert hello.text_content() == "Hello preview"
+    # Inline styles apply (the preview's CSP allows them), scripts never run.
+    assert hello.evaluate("e => getComputedStyle(e).color") == "rgb(200, 0, 0)"
+    assert frame.locator("body").get_attribute("data-ran") is None
+    page.screenshot(path=str(ARTIFACTS / "dashboard-send.png"), full_page=True)

@@ -5,6 +5,7 @@ import io
 import re
 
 import pytest
+from django.contrib.auth.signals import user_login_failed
 from django.urls import reverse
 
 from accounts.models import Membership
@@ -107,6 +108,21 @@ def test_login_is_throttled_per_address(client, alice):
     response = client.post("/accounts/login/", {"username": "alice", "password": alice.password})
     assert response.status_code == 429
     assert "_auth_user_id" not in client.session
+
+
+def test_throttled_login_does_not_even_check_the_password(client, alice):
+    checked = []
+
+    def on_failure(sender, credentials, **kwargs):
+        checked.append(credentials["username"])
+
+    user_login_failed.connect(on_failure)
+    try:
+        for _ in range(11):
+            client.post("/accounts/login/", {"username": "alice", "password": "wrong"})
+    finally:
+        user_login_failed.disconnect(on_failure)
+    assert checked == ["alice"] * 10
 
 
 def test_logout_ends_the_session(alice_client):

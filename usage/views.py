@@ -63,8 +63,11 @@ class LoginView(auth_views.LoginView):
             increment=True,
         )
         if by_ip or by_user:
-            form = self.get_form()
-            form.errors.clear()
+            # An unbound form: validating it would check the password, which is the very thing
+            # the throttle is there to stop.
+            form = self.get_form_class()(
+                request, initial={"username": request.POST.get("username", "")}
+            )
             context = self.get_context_data(form=form, throttled=True)
             return self.render_to_response(context, status=429)
         return super().post(request, *args, **kwargs)

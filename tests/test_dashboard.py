@@ -253,6 +253,14 @@ def test_csv_export_equals_the_table(alice_client, history, chart):
     assert rows[1:] == table_rows(html, chart)
 
 
+def test_csv_neutralises_key_names_that_look_like_formulas(alice_client, alice, make_key, frozen):
+    key = make_key(alice.organization, name="=HYPERLINK(1)")
+    counter(alice.organization, key.key, "send", hour(15, 9), requests=1, sends=1)
+    response = alice_client.get("/dashboard/usage.csv?days=7&chart=key")
+    header = next(csv.reader(io.StringIO(response.content.decode())))
+    assert header == ["day", f"'=HYPERLINK(1) ({key.key.prefix})"]
+
+
 def test_csv_of_an_unknown_chart_is_404(alice_client, history):
     assert alice_client.get("/dashboard/usage.csv?chart=nope").status_code == 404
 

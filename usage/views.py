@@ -164,6 +164,11 @@ def usage(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/usage.html", context)
 
 
+def _csv_safe(text: str) -> str:
+    # A key name such as "=HYPERLINK(...)" would run as a formula in a spreadsheet.
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@") else text
+
+
 @require_GET
 @dashboard_view
 def usage_csv(request: HttpRequest) -> HttpResponse:
@@ -178,7 +183,7 @@ def usage_csv(request: HttpRequest) -> HttpResponse:
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     writer = csv.writer(response)
-    writer.writerow(["day", *series.rows])
+    writer.writerow(["day", *(_csv_safe(name) for name in series.rows)])
     writer.writerows(series.table())
     return response
 

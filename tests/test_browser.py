@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.conftest import CHROMIUM, SEED_BODY
-from usage.models import UsageCounter
+from usage.models import UsageCounter, UsageRejection
 
 # Playwright's sync API runs an event loop in this thread; Django's ORM calls made by the test
 # itself (seeding, assertions) are still synchronous and safe here.
@@ -63,6 +63,11 @@ def seed_usage(organization, api_key) -> datetime:
         hour=now - timedelta(days=1), requests=6, sends=6, global_endpoint_sends=6,
         latency_ms_total=600,
     )  # fmt: skip
+    for code, count in (("validation_error", 3), ("missing_scope", 2)):
+        UsageRejection.objects.create(
+            organization=organization, api_key=api_key, endpoint="send", hour=now, code=code,
+            count=count,
+        )  # fmt: skip
     return now
 
 
@@ -161,6 +166,7 @@ def test_operator_sees_endpoint_analytics_in_the_admin(
     cells = page.locator("tr[data-endpoint=send] td").all_text_contents()
     assert cells[:6] == ["31", "17", "3", "5", "4", "2"]
     assert cells[7] == "100.0 ms"
+    assert cells[8] == "validation_error: 3, missing_scope: 2"
     assert page.locator("svg.pygal-chart").count() == 4
     page.select_option("#range", "7d")
     page.click("input[type=submit][value=Show]")

@@ -1,0 +1,202 @@
+"""Hands a rendered message to Django's email backend.
+
+`PooledSMTPBackend` keeps SMTP connections open across sends within a worker process (a new
+TCP + EHLO (+ STARTTLS + AUTH) handshake per mail costs more than the mail itself). Other backends
+(console, locmem, django-anymail's ESPs) go through get_connection() as usual.
+"""
+
+import logging
+import smtplib
+import threading
+from dataclasses import dataclass, field
+from email.utils import make_msgid, parseaddr
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
+
+from accounts.models import Organization
+
+logger = logging.getLogger("fluxomail.delivery")
+
+# Failures of a pooled connection that was fine when last used: the server closed it (idle
+# timeout, restart) or the socket broke. Worth one reconnect; anything else is the answer.
+_STALE_CONNECTION = (smtplib.SMTPServerDisconnected, ConnectionResetError, BrokenPipeError)
+MAX_IDLE_CONNECTIONS = 16
+
+
+def _is_stale(exc: BaseException) -> bool:
+    # 421 to MAIL FROM: the server is closing the (idle) session; nothing was accepted yet.
+    if isinstance(exc, smtplib.SMTPSenderRefused) and exc.smtp_code == 421:
+        return True
+    return isinstance(exc, _STALE_CONNECTION)
+
+
+class PooledSMTPBackend(SMTPBackend):
+    """Django's SMTP backend with connections kept open and shared within the process.
+
+    Idle connections wait in a pool per server and credentials; a send checks one out (or opens
+    one), so concurrent threads never share a connection. A pooled connection that turns out to
+    be dead is replaced once. Timeout: EMAIL_TIMEOUT.
+    """
+
+    _pools: dict[tuple, list] = {}
+    _pools_lock = threading.Lock()
+
+    @property
+    def _pool_key(self) -> tuple:
+        return (self.host, self.port, self.username, self.use_tls, self.use_ssl)
+
+    def _checkout(self) -> tuple[smtplib.SMTP, bool]:
+        with self._pools_lock:
+            pool = self._pools.get(self._pool_key)
+            if pool:
+                return pool.pop(), True
+        return self._connect(), False
+
+    def _connect(self) -> smtplib.SMTP:
+        self.connection = None
+        super().open()
+        connection, self.connection = self.connection, None
+        return connection
+
+    def open(self) -> bool:
+        # Connections are checked out per message; `with connection:` callers need no socket.
+        return False
+
+    def _checkin(self, connection: smtplib.SMTP) -> None:
+        with self._pools_lock:
+            pool = self._pools.setdefault(self._pool_key, [])
+            if len(pool) < MAX_IDLE_CONNECTIONS:
+                pool.append(connection)
+                return
+        # More idle connections than a worker's usual concurrency: let this one go.
+        self._discard(connection)
+
+    def _discard(self, connection: smtplib.SMTP) -> None:
+        try:
+            connection.close()
+        except OSError:
+            pass
+
+    def send_messages(self, email_messages) -> int:
+        if not email_messages:
+            return 0
+        sent = 0
+        # self.connection is per instance: one instance shared by threads sends one at a time.
+        with self._lock:
+            for message in email_messages:
+                if self._send_one(message):
+                    sent += 1
+        return sent
+
+    def _send_one(self, message) -> bool:
+        connection, reused = self._checkout()
+        try:
+            self.connection = connection
+            try:
+                result = self._send(message)
+            except OSError as exc:  # smtplib's errors are OSErrors too
+                if not (reused and _is_stale(exc)):
+                    raise
+                self._discard(connection)
+                logger.info("pooled SMTP connection was closed; reconnecting once")
+                connection = None  # discarded: not to be discarded again if _connect fails
+                connection = self._connect()
+                self.connection = connection
+                result = self._send(message)
+        except BaseException:
+            if connection is not None:
+                self._discard(connection)
+            self.connection = None
+            raise
+        self.connection = None
+        self._checkin(connection)
+        return bool(result)
+
+    def close(self) -> None:
+        # Connections stay pooled; close_all() closes them (tests, shutdown).
+        self.connection = None
+
+    @classmethod
+    def close_all(cls) -> None:
+        with cls._pools_lock:
+            pools, cls._pools = cls._pools, {}
+        for pool in pools.values():
+            for connection in pool:
+                try:
+                    connection.quit()
+                except (OSError, smtplib.SMTPException):
+                    connection.close()
+
+
+def identity(organization: Organization) -> tuple[str, str]:
+    """(display name, address) of the organization's sending identity, else the default."""
+    if organization.from_email:
+        return organization.from_name, organization.from_email
+    return parseaddr(settings.DEFAULT_FROM_EMAIL)
+
+
+def identity_domain(organization: Organization) -> str:
+    return identity(organization)[1].rpartition("@")[2]
+
+
+def backend_path(connection) -> str:
+    cls = type(connection)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+@dataclass
+class Delivery:
+    """What a delivery attempt produced (message_id even on failure: it was generated first)."""
+
+    message_id: str
+    provider: str
+    headers: dict = field(default_factory=dict)
+    envelope_to: list = field(default_factory=list)
+    error: str = ""
+
+
+def safe_error(exc: BaseException) -> str:
+    """A short description of a provider failure: class and SMTP code/text, never secrets."""
+    name = type(exc).__name__
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        parts = [
+            f"{code} {reply.decode('utf-8', 'replace') if isinstance(reply, bytes) else reply}"
+            for code, reply in list(exc.recipients.values())[:3]
+        ]
+        return f"{name}: " + "; ".join(parts)
+    if isinstance(exc, smtplib.SMTPResponseException):
+        text = exc.smtp_error
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        return f"{name}: {exc.smtp_code} {text}"[:500]
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        # smtplib's own wording ("Connection unexpectedly closed: timed out"), no data in it.
+        return f"{name}: {exc}"[:200] if str(exc) else name
+    if isinstance(exc, TimeoutError):
+        return name
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{name}: {exc.strerror}"[:500]
+    # ESP and other errors: the class only; their text can echo request data or credentials.
+    status = getattr(exc, "status_code", None)
+    return f"{name} (status {status})" if status else name
+
+
+def new_message_id(organization: Organization) -> str:
+    return make_msgid(domain=identity_domain(organization))
+
+
+def deliver(message: EmailMultiAlternatives) -> Delivery:
+    """Sends one message; returns the provider's message id. Raises the provider's error."""
+    connection = get_connection()
+    message.connection = connection
+    message.send(fail_silently=False)
+    message_id = message.extra_headers.get("Message-ID", "")
+    status = getattr(message, "anymail_status", None)
+    if status is not None and status.message_id:
+        # django-anymail: the ESP's id is the one its webhooks will carry. With per-recipient
+        # ids (a set) the ids are joined in a stable order.
+        ids = status.message_id
+        message_id = ",".join(sorted(map(str, ids))) if isinstance(ids, set) else str(ids)
+    return Delivery(message_id=message_id, provider=backend_path(connection))

@@ -1,0 +1,225 @@
+"""Idempotency keys for the send API (SPEC.md section 3, "Idempotency").
+
+Two steps, so that answers that must not use up a key (400, 429) never do:
+
+1. `lookup()` before the rate limit and validation: one SELECT (joined to the Send) that answers
+   a replay, a 422 or a 409 by itself.
+2. `claim()` after validation: an INSERT under the unique constraint (organization, key); the
+   loser of a race gets an IntegrityError, re-reads and answers 409 (or replays). Abandoned
+   claims, failed records and expired records are taken over by a conditional UPDATE that only
+   one request can win.
+
+Nothing here holds a lock while the provider is called: every statement runs on its own.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from accounts.models import Organization
+from fluxomail.api import IdempotencyInProgress, IdempotencyKeyReused, ValidationFailed
+from sends.models import IdempotencyRecord, Send
+
+MAX_KEY_LENGTH = 255
+HEADER = "Idempotency-Key"
+BODY_FIELD = "idempotencyKey"
+
+State = IdempotencyRecord.State
+
+
+@dataclass
+class IdempotencyRequest:
+    key: str
+    fingerprint: str
+    endpoint: str
+
+
+@dataclass
+class Replay:
+    body: dict
+
+
+def _invalid(field: str, message: str) -> ValidationFailed:
+    return ValidationFailed(f"Invalid idempotency key: {message}", details={field: [message]})
+
+
+def _check_key(value: str, field: str) -> str:
+    if not 1 <= len(value) <= MAX_KEY_LENGTH:
+        raise _invalid(field, f"Must be 1 to {MAX_KEY_LENGTH} characters.")
+    if not all(" " <= char <= "~" for char in value):
+        raise _invalid(field, "Must be printable ASCII characters only.")
+    return value
+
+
+def _unquote(value: str) -> str:
+    # The structured-field string form ("abc") of the IETF Idempotency-Key draft.
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    return value
+
+
+def fingerprint(endpoint: str, body: dict) -> str:
+    """The endpoint plus a canonical JSON form of the body without `idempotencyKey`."""
+    canonical = json.dumps(
+        {name: value for name, value in body.items() if name != BODY_FIELD},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(f"{endpoint}\n{canonical}".encode()).hexdigest()
+
+
+def from_request(headers, body: dict, endpoint: str) -> IdempotencyRequest | None:
+    """The request's key (header or body field), checked; None when none was given."""
+    header = headers.get(HEADER)
+    if header is not None:
+        header = _check_key(_unquote(header.strip()), HEADER)
+    field = body.get(BODY_FIELD)
+    if field is not None:
+        if not isinstance(field, str):
+            raise _invalid(BODY_FIELD, "Must be a string.")
+        field = _check_key(field, BODY_FIELD)
+    if header is not None and field is not None and header != field:
+        raise ValidationFailed(
+            "The Idempotency-Key header and the idempotencyKey field differ",
+            details={
+                HEADER: ["Differs from the idempotencyKey field."],
+                BODY_FIELD: ["Differs from the Idempotency-Key header."],
+            },
+        )
+    key = header if header is not None else field
+    if key is None:
+        return None
+    return IdempotencyRequest(key=key, fingerprint=fingerprint(endpoint, body), endpoint=endpoint)
+
+
+def _expires_at(now):
+    return now + timedelta(seconds=settings.IDEMPOTENCY_TTL_SECONDS)
+
+
+def _lock_cutoff(now):
+    return now - timedelta(seconds=settings.IDEMPOTENCY_LOCK_TIMEOUT_SECONDS)
+
+
+def replay_body(record: IdempotencyRecord) -> dict:
+    return {**record.response_body, "reused": True}
+
+
+def answer_existing(record: IdempotencyRecord, request: IdempotencyRequest) -> Replay | None:
+    """Replay, 422 or 409 for a live record; None when the caller may take the record over."""
+    now = timezone.now()
+    if record.expires_at <= now:
+        return None
+    if record.fingerprint != request.fingerprint:
+        raise IdempotencyKeyReused()
+    if record.state == State.COMPLETED:
+        return Replay(replay_body(record))
+    if record.state == State.IN_PROGRESS and (
+        record.locked_at is None or record.locked_at >= _lock_cutoff(now)
+    ):
+        raise IdempotencyInProgress()
+    return None
+
+
+def lookup(organization: Organization, request: IdempotencyRequest) -> IdempotencyRecord | None:
+    """The record of this key (live or not), with its Send, in one SELECT."""
+    return (
+        IdempotencyRecord.objects.select_related("send")
+        .filter(organization=organization, key=request.key)
+        .first()
+    )
+
+
+def claim(
+    organization: Organization,
+    request: IdempotencyRequest,
+    record: IdempotencyRecord | None,
+) -> IdempotencyRecord | Replay:
+    """Takes the key for this request, or answers as the winner's request dictates.
+
+    `record` is what lookup() found (None, expired, abandoned or failed). Returns the claimed
+    record (its `send` is set when a failed or abandoned attempt already created one) or a
+    Replay; raises 409/422 when another request holds or used the key.
+    """
+    now = timezone.now()
+    if record is None:
+        record = IdempotencyRecord(
+            organization=organization,
+            key=request.key,
+            endpoint=request.endpoint,
+            fingerprint=request.fingerprint,
+            state=State.IN_PROGRESS,
+            locked_at=now,
+            created_at=now,
+            expires_at=_expires_at(now),
+        )
+        try:
+            if connection.in_atomic_block:
+                # Inside a caller's transaction a failed INSERT must roll back to a savepoint;
+                # in production (autocommit) it is a single statement and needs none.
+                with transaction.atomic():
+                    record.save(force_insert=True)
+            else:
+                record.save(force_insert=True)
+        except IntegrityError:
+            return _answer_loser(organization, request)
+        return record
+
+    queryset = IdempotencyRecord.objects.filter(pk=record.pk)
+    if record.expires_at <= now:
+        # Expired: the key may be used afresh, as if the record did not exist.
+        won = queryset.filter(expires_at__lte=now).update(
+            endpoint=request.endpoint,
+            fingerprint=request.fingerprint,
+            state=State.IN_PROGRESS,
+            locked_at=now,
+            send=None,
+            response_status=None,
+            response_body=None,
+            created_at=now,
+            expires_at=_expires_at(now),
+        )
+        record.send = None
+    elif record.state == State.FAILED:
+        won = queryset.filter(state=State.FAILED).update(state=State.IN_PROGRESS, locked_at=now)
+    else:
+        # An abandoned claim: its worker died or hung past the lock timeout.
+        won = queryset.filter(state=State.IN_PROGRESS, locked_at__lt=_lock_cutoff(now)).update(
+            locked_at=now
+        )
+    if not won:
+        return _answer_loser(organization, request)
+    record.state, record.locked_at = State.IN_PROGRESS, now
+    return record
+
+
+def _answer_loser(organization: Organization, request: IdempotencyRequest) -> Replay:
+    record = lookup(organization, request)
+    if record is not None:
+        answer = answer_existing(record, request)
+        if answer is not None:
+            return answer
+    # Someone else holds the key (or took it over a moment ago).
+    raise IdempotencyInProgress()
+
+
+def complete(record: IdempotencyRecord, send: Send, body: dict) -> None:
+    IdempotencyRecord.objects.filter(pk=record.pk).update(
+        state=State.COMPLETED, send=send, response_status=200, response_body=body, locked_at=None
+    )
+
+
+def fail(record: IdempotencyRecord, send: Send | None) -> None:
+    IdempotencyRecord.objects.filter(pk=record.pk).update(
+        state=State.FAILED, send=send, response_status=500, locked_at=None
+    )
+
+
+def purge_expired(now=None) -> int:
+    deleted, _ = IdempotencyRecord.objects.filter(expires_at__lte=now or timezone.now()).delete()
+    return deleted

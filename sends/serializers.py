@@ -1,0 +1,288 @@
+"""The send API's request body: every rule of SPEC.md section 3, with every offending field named.
+
+A plain DRF Serializer (no model): the body is checked in full before anything is stored, and the
+error details feed the 400 `validation_error` answer unchanged.
+"""
+
+import base64
+import binascii
+import re
+from email.utils import formataddr, getaddresses, parseaddr
+
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_email
+from rest_framework import serializers
+
+from sends.models import Policy
+
+MAX_RECIPIENTS = 50
+MAX_ATTACHMENTS = 5
+MAX_HEADERS = 20
+MAX_METADATA_KEYS = 10
+MAX_METADATA_KEY_LENGTH = 40
+MAX_METADATA_VALUE_LENGTH = 500
+DEFAULT_POLICY = "transactional"
+
+# Headers the service writes itself (now or when tracking/unsubscribe land): a request may not
+# shadow them, even with an X-/List- name.
+RESERVED_HEADERS = {
+    "list-unsubscribe",
+    "list-unsubscribe-post",
+    "list-id",
+    "feedback-id",
+    "x-fluxomail-send-id",
+}
+_HEADER_NAME = re.compile(r"^(X|List)-[A-Za-z0-9][A-Za-z0-9-]*$", re.IGNORECASE)
+_CONTENT_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$")
+_BASE64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def has_line_break(value: str) -> bool:
+    return "\r" in value or "\n" in value
+
+
+def no_line_breaks(value: str) -> None:
+    if has_line_break(value):
+        raise serializers.ValidationError("Must not contain line breaks (CR or LF).")
+
+
+def parse_address(value: str) -> tuple[str, str]:
+    """One address, `addr` or `Name <addr>`, as (name, addr); ValidationError otherwise."""
+    no_line_breaks(value)
+    text = value.strip()
+    if not text:
+        raise serializers.ValidationError("Enter a valid email address.")
+    if len(getaddresses([text])) != 1:
+        raise serializers.ValidationError("Enter exactly one email address.")
+    name, addr = parseaddr(text)
+    # parseaddr is lenient: it drops what it cannot read. Accept only the two exact shapes.
+    if "<" in text:
+        if not text.endswith(">") or text.count("<") != 1:
+            raise serializers.ValidationError("Enter a valid email address.")
+    elif addr != text:
+        raise serializers.ValidationError("Enter a valid email address.")
+    try:
+        validate_email(addr)
+    except DjangoValidationError:
+        raise serializers.ValidationError("Enter a valid email address.") from None
+    return name, addr
+
+
+def format_address(value: str) -> str:
+    return formataddr(parse_address(value))
+
+
+class AddressField(serializers.CharField):
+    """One address; the internal value is normalised to `Name <addr>` or `addr`."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("trim_whitespace", False)
+        kwargs.setdefault("max_length", 500)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data) -> str:
+        return format_address(super().to_internal_value(data))
+
+
+class AddressListField(serializers.Field):
+    """A string or a list of strings, each one address; the internal value is a list."""
+
+    default_error_messages = {"invalid": "Must be an address or a list of addresses."}
+
+    def to_internal_value(self, data) -> list[str]:
+        if isinstance(data, str):
+            data = [data]
+        if not isinstance(data, list) or not all(isinstance(item, str) for item in data):
+            self.fail("invalid")
+        if len(data) > MAX_RECIPIENTS:
+            raise serializers.ValidationError(
+                f"At most {MAX_RECIPIENTS} recipients in to, cc and bcc together."
+            )
+        out, errors = [], []
+        for index, item in enumerate(data):
+            try:
+                out.append(format_address(item))
+            except serializers.ValidationError as exc:
+                errors.append(f"Item {index}: {exc.detail[0]}")
+        if errors:
+            raise serializers.ValidationError(errors)
+        return out
+
+    def to_representation(self, value):
+        return value
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses unknown fields, named together with the other field errors."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"body": ["Expected a JSON object."]})
+        errors: dict = {}
+        value = None
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            errors = dict(exc.detail)
+        for name in sorted(set(data) - set(self.fields)):
+            errors[name] = ["Unknown field."]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
+
+
+class AttachmentSerializer(StrictSerializer):
+    filename = serializers.CharField(max_length=255, trim_whitespace=False)
+    contentBase64 = serializers.CharField(trim_whitespace=False, allow_blank=True)  # noqa: N815
+    contentType = serializers.CharField(max_length=255, required=False)  # noqa: N815
+
+    def validate_filename(self, value: str) -> str:
+        if "/" in value or "\\" in value or _CONTROL.search(value) or value in (".", ".."):
+            raise serializers.ValidationError(
+                "Must not contain path separators or control characters."
+            )
+        return value
+
+    def validate_contentBase64(self, value: str) -> bytes:  # noqa: N802
+        compact = value.replace("\r", "").replace("\n", "")
+        if len(compact) % 4 or not _BASE64.match(compact):
+            raise serializers.ValidationError("Must be valid base64.")
+        try:
+            return base64.b64decode(compact, validate=True)
+        except (binascii.Error, ValueError):
+            raise serializers.ValidationError("Must be valid base64.") from None
+
+    def validate_contentType(self, value: str) -> str:  # noqa: N802
+        if not _CONTENT_TYPE.match(value):
+            raise serializers.ValidationError("Must be a MIME type such as application/pdf.")
+        return value.lower()
+
+
+class SendEmailSerializer(StrictSerializer):
+    """The body of POST /api/v1/emails/send and /send-global.
+
+    context: `organization` (for policyKey and fromEmail). After is_valid(), `self.policy` is the
+    Policy named by policyKey (or the default one when HTML needs it), else None.
+    """
+
+    to = AddressField()
+    subject = serializers.CharField(max_length=998, trim_whitespace=False)
+    content = serializers.CharField(trim_whitespace=False)
+    htmlContent = serializers.CharField(  # noqa: N815
+        required=False, allow_blank=True, trim_whitespace=False
+    )
+    cc = AddressListField(required=False)
+    bcc = AddressListField(required=False)
+    attachments = serializers.ListField(
+        child=AttachmentSerializer(), required=False, max_length=MAX_ATTACHMENTS
+    )
+    policyKey = serializers.CharField(max_length=50, required=False)  # noqa: N815
+    idempotencyKey = serializers.CharField(  # noqa: N815
+        max_length=255, required=False, trim_whitespace=False
+    )
+    fromName = serializers.CharField(  # noqa: N815
+        max_length=200, required=False, allow_blank=True, trim_whitespace=False
+    )
+    fromEmail = AddressField(required=False)  # noqa: N815
+    replyTo = AddressField(required=False)  # noqa: N815
+    headers = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False)
+    metadata = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, max_length=MAX_METADATA_VALUE_LENGTH),
+        required=False,
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.policy: Policy | None = None
+
+    @property
+    def organization(self):
+        return self.context["organization"]
+
+    def validate_subject(self, value: str) -> str:
+        no_line_breaks(value)
+        return value
+
+    def _bounded(self, value: str) -> str:
+        limit = settings.SEND_MAX_CONTENT_BYTES
+        if len(value.encode("utf-8")) > limit:
+            raise serializers.ValidationError(f"Must be at most {limit} bytes.")
+        return value
+
+    def validate_content(self, value: str) -> str:
+        return self._bounded(value)
+
+    def validate_htmlContent(self, value: str) -> str:  # noqa: N802
+        return self._bounded(value)
+
+    def validate_fromName(self, value: str) -> str:  # noqa: N802
+        no_line_breaks(value)
+        return value
+
+    def validate_fromEmail(self, value: str) -> str:  # noqa: N802
+        from sends.delivery import identity_domain
+
+        _, addr = parseaddr(value)
+        domain = identity_domain(self.organization)
+        if addr.rpartition("@")[2].lower() != domain.lower():
+            raise serializers.ValidationError(f"Must be an address on {domain}.")
+        return addr
+
+    def validate_policyKey(self, value: str) -> str:  # noqa: N802
+        policy = Policy.objects.filter(organization=self.organization, key=value).first()
+        if policy is None:
+            raise serializers.ValidationError(f"Unknown policy {value!r}.")
+        self.policy = policy
+        return value
+
+    def validate_headers(self, value: dict) -> dict:
+        if len(value) > MAX_HEADERS:
+            raise serializers.ValidationError(f"At most {MAX_HEADERS} headers.")
+        errors, seen = [], set()
+        for name, header_value in value.items():
+            if not _HEADER_NAME.match(name):
+                errors.append(f"{name!r}: header names must start with X- or List-.")
+            elif name.lower() in RESERVED_HEADERS or name.lower().startswith("x-fluxomail-"):
+                errors.append(f"{name!r}: this header is set by the service.")
+            elif name.lower() in seen:
+                errors.append(f"{name!r}: given twice.")
+            if has_line_break(header_value):
+                errors.append(f"{name!r}: values must not contain line breaks (CR or LF).")
+            seen.add(name.lower())
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
+
+    def validate_metadata(self, value: dict) -> dict:
+        if len(value) > MAX_METADATA_KEYS:
+            raise serializers.ValidationError(f"At most {MAX_METADATA_KEYS} keys.")
+        for name in value:
+            if not 1 <= len(name) <= MAX_METADATA_KEY_LENGTH:
+                raise serializers.ValidationError(
+                    f"Keys must be 1 to {MAX_METADATA_KEY_LENGTH} characters."
+                )
+        return value
+
+    def validate(self, attrs: dict) -> dict:
+        errors = {}
+        recipients = 1 + len(attrs.get("cc", [])) + len(attrs.get("bcc", []))
+        if recipients > MAX_RECIPIENTS:
+            message = f"At most {MAX_RECIPIENTS} recipients in to, cc and bcc together."
+            errors.update({name: [message] for name in ("cc", "bcc") if attrs.get(name)})
+        attachments = attrs.get("attachments", [])
+        total = sum(len(item["contentBase64"]) for item in attachments)
+        if total > settings.SEND_MAX_ATTACHMENT_BYTES:
+            errors["attachments"] = [
+                f"At most {settings.SEND_MAX_ATTACHMENT_BYTES} bytes decoded in all."
+            ]
+        if errors:
+            raise serializers.ValidationError(errors)
+        attrs.setdefault("policyKey", DEFAULT_POLICY)
+        if self.policy is None and attrs.get("htmlContent"):
+            # Rendering needs the policy's tracking switches; only then is the default looked up.
+            self.policy = Policy.objects.filter(
+                organization=self.organization, key=attrs["policyKey"]
+            ).first()
+        return attrs

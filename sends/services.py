@@ -1,0 +1,197 @@
+"""The send workflow after the request has been checked: claim, store, render, deliver, record.
+
+Every statement runs in autocommit (no ATOMIC_REQUESTS): the provider is never called while a
+transaction holds a lock, and the Send row exists (status pending) before rendering, because
+tracking signs click URLs with the send's public id.
+"""
+
+import logging
+from dataclasses import dataclass
+from email.utils import formataddr, parseaddr
+
+from django.core.mail import EmailMultiAlternatives
+from django.utils import timezone
+
+from accounts.models import ApiKey, Organization
+from fluxomail.api import InternalError
+from sends import delivery, idempotency
+from sends.models import Event, IdempotencyRecord, Message, Policy, Send
+from sends.rendering import render_html
+
+logger = logging.getLogger("fluxomail.sends")
+
+
+@dataclass
+class SendResult:
+    body: dict
+    replayed: bool = False
+
+
+def _from_header(organization: Organization, data: dict) -> str:
+    name, address = delivery.identity(organization)
+    if "fromName" in data:
+        name = data["fromName"]
+    if data.get("fromEmail"):
+        address = data["fromEmail"]
+    return formataddr((name, address)) if name else address
+
+
+def _build_message(
+    organization: Organization, send: Send, data: dict, policy: Policy | None
+) -> EmailMultiAlternatives:
+    message_id = delivery.new_message_id(organization)
+    headers = dict(data.get("headers", {}))
+    headers["Message-ID"] = message_id
+    # Feedback-ID (Gmail's feedback loop): campaign:customer:type:sender, the send id first.
+    headers["Feedback-ID"] = f"{send.public_id}:{organization.pk}:{send.policy_key}:fluxomail"
+    message = EmailMultiAlternatives(
+        subject=data["subject"],
+        body=data["content"],
+        from_email=_from_header(organization, data),
+        to=[data["to"]],
+        cc=data.get("cc") or None,
+        bcc=data.get("bcc") or None,
+        reply_to=[data["replyTo"]] if data.get("replyTo") else None,
+        headers=headers,
+    )
+    html = data.get("htmlContent")
+    if html:
+        if policy is None:
+            # The policy was deleted after the request was validated: no tracking switches on.
+            policy = Policy(
+                organization=organization,
+                key=send.policy_key,
+                track_opens=False,
+                track_clicks=False,
+            )
+        message.attach_alternative(render_html(html, send=send, policy=policy), "text/html")
+    for attachment in data.get("attachments", []):
+        message.attach(
+            attachment["filename"],
+            attachment["contentBase64"],
+            attachment.get("contentType") or None,
+        )
+    return message
+
+
+def _create_send(*, organization, key, endpoint, data, request_id, idempotency_key) -> Send:
+    now = timezone.now()
+    send = Send(
+        organization=organization,
+        api_key=key,
+        endpoint=endpoint,
+        to=data["to"],
+        cc=data.get("cc", []),
+        bcc=data.get("bcc", []),
+        subject=data["subject"],
+        policy_key=data["policyKey"],
+        status=Send.Status.PENDING,
+        request_id=request_id,
+        idempotency_key=idempotency_key,
+        metadata=data.get("metadata", {}),
+        created_at=now,
+        updated_at=now,
+    )
+    send.save(force_insert=True)
+    return send
+
+
+def _html_part(message: EmailMultiAlternatives) -> str:
+    for content, mimetype in message.alternatives:
+        if mimetype == "text/html":
+            return content
+    return ""
+
+
+def send_email(
+    *,
+    org: Organization,
+    key: ApiKey,
+    endpoint: str,
+    data: dict,
+    request_id: str,
+    policy: Policy | None = None,
+    idempotency_request: idempotency.IdempotencyRequest | None = None,
+    idempotency_record: IdempotencyRecord | None = None,
+) -> SendResult:
+    """Sends validated `data`; returns the 200 body, or raises 409/422/500 (500 names sendId).
+
+    With an idempotency key: `idempotency_record` is what lookup() found (or None); the key is
+    claimed here, after validation, and a failed earlier attempt is retried on the same Send.
+    """
+    record = None
+    send = None
+    if idempotency_request is not None:
+        claimed = idempotency.claim(org, idempotency_request, idempotency_record)
+        if isinstance(claimed, idempotency.Replay):
+            return SendResult(claimed.body, replayed=True)
+        record = claimed
+        send = record.send
+    try:
+        if send is None:
+            send = _create_send(
+                organization=org,
+                key=key,
+                endpoint=endpoint,
+                data=data,
+                request_id=request_id,
+                idempotency_key=idempotency_request.key if idempotency_request else None,
+            )
+        message = _build_message(org, send, data, policy)
+    except Exception as exc:
+        logger.error("send preparation failed: %s", type(exc).__name__, exc_info=exc)
+        if send is not None:
+            send.mark(Send.Status.FAILED)
+        if record is not None:
+            idempotency.fail(record, send)
+        extra = {"sendId": send.public_id} if send is not None else {}
+        raise InternalError(extra=extra) from exc
+
+    attempt = Message(
+        send=send,
+        from_email=message.from_email,
+        to=[parseaddr(recipient)[1] for recipient in message.recipients()],
+        provider="",
+        feedback_id=message.extra_headers["Feedback-ID"],
+        text=message.body,
+        html=_html_part(message),
+        headers=dict(message.extra_headers),
+    )
+    try:
+        result = delivery.deliver(message)
+    except Exception as exc:
+        attempt.provider = delivery.backend_path(message.connection) if message.connection else ""
+        attempt.error = delivery.safe_error(exc)
+        attempt.provider_message_id = ""
+        attempt.save(force_insert=True)
+        Event.objects.create(
+            send=send, message=attempt, type=Event.Type.FAILED, data={"error": attempt.error}
+        )
+        send.mark(Send.Status.FAILED)
+        if record is not None:
+            idempotency.fail(record, send)
+        logger.warning("delivery of %s failed: %s", send.public_id, attempt.error)
+        raise InternalError(
+            "Email delivery failed; retry with the same idempotency key",
+            extra={"sendId": send.public_id},
+        ) from exc
+
+    attempt.provider = result.provider
+    attempt.provider_message_id = result.message_id
+    attempt.save(force_insert=True)
+    Event.objects.create(
+        send=send,
+        message=attempt,
+        type=Event.Type.SENT,
+        data={"messageId": result.message_id},
+    )
+    send.mark(Send.Status.SENT)
+    body = {
+        "sendId": send.public_id,
+        "status": Send.Status.SENT.value,
+        "messageId": result.message_id,
+        "reused": False,
+    }
+    if record is not None:
+        idempotency.complete(record, send, body)
+    return SendResult(body)

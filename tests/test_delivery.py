@@ -1,0 +1,237 @@
+"""Delivery through a real SMTP server (aiosmtpd on 127.0.0.1): MIME, headers, envelope, faults."""
+
+import base64
+import email
+from email import policy as email_policy
+
+import pytest
+
+from sends.delivery import PooledSMTPBackend
+from sends.models import Event, IdempotencyRecord, Message, Send
+from tests.conftest import SmtpSink, free_port
+from usage.models import UsageCounter
+
+SEND = "/api/v1/emails/send"
+PDF = bytes(range(256)) * 4  # binary bytes, every value once per block
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fresh_pool():
+    PooledSMTPBackend.close_all()
+    yield
+    PooledSMTPBackend.close_all()
+
+
+def send(api, key, body, **extra):
+    return api.post(SEND, body, format="json", **key.bearer, **extra)
+
+
+def parsed(envelope) -> email.message.EmailMessage:
+    return email.message_from_bytes(envelope.content, policy=email_policy.default)
+
+
+@pytest.fixture
+def full_body(seed_body) -> dict:
+    return dict(
+        seed_body,
+        to="Zoë Receiver <user@example.com>",
+        cc=["cc@example.com"],
+        bcc=["hidden@example.com"],
+        subject="Grüße — ça va ? ✓",
+        content="Hallo Zoë, ünïcode text ✓",
+        htmlContent=(
+            "<html><head><style>p { color: #ff0000 }</style></head>"
+            "<body><p>Grüße ✓</p></body></html>"
+        ),
+        replyTo="support@acme.test",
+        headers={"X-Campaign": "welcome"},
+        attachments=[
+            {
+                "filename": "report.pdf",
+                "contentBase64": base64.b64encode(PDF).decode(),
+                "contentType": "application/pdf",
+            }
+        ],
+    )
+
+
+def test_mail_reaches_the_smtp_server_with_its_mime_structure(
+    api, send_key, full_body, smtp_server
+):
+    response = send(api, send_key, full_body)
+
+    assert response.status_code == 200, response.content
+    answer = response.json()
+    [envelope] = smtp_server.messages
+    assert envelope.mail_from == "hello@acme.test"
+    assert sorted(envelope.rcpt_tos) == ["cc@example.com", "hidden@example.com", "user@example.com"]
+
+    message = parsed(envelope)
+    assert message.get_content_type() == "multipart/mixed"
+    alternative, attachment = message.get_payload()
+    assert alternative.get_content_type() == "multipart/alternative"
+    text, html = alternative.get_payload()
+    assert text.get_content_type() == "text/plain"
+    assert text.get_content().rstrip("\n") == "Hallo Zoë, ünïcode text ✓"
+    assert html.get_content_type() == "text/html"
+    html_text = html.get_content()
+    assert "Grüße ✓" in html_text
+    assert '<p style="color:#f00">Grüße ✓</p>' in html_text  # premailer shortens the colour
+    assert "<style" not in html_text
+    assert attachment.get_filename() == "report.pdf"
+    assert attachment.get_content_type() == "application/pdf"
+    assert attachment.get_payload(decode=True) == PDF
+
+    assert message["Subject"] == "Grüße — ça va ? ✓"
+    assert message["From"] == "Acme <hello@acme.test>"
+    assert message["To"] == "Zoë Receiver <user@example.com>"
+    assert message["Cc"] == "cc@example.com"
+    assert message["Reply-To"] == "support@acme.test"
+    assert message["Bcc"] is None
+    assert "hidden@example.com" not in envelope.content.decode("ascii", "replace")
+    assert message["X-Campaign"] == "welcome"
+    assert message["Message-ID"] == answer["messageId"]
+    assert message["Message-ID"].endswith("@acme.test>")
+    assert message["Feedback-ID"].split(":")[0] == answer["sendId"]
+
+    attempt = Message.objects.get(send__public_id=answer["sendId"])
+    assert attempt.provider == "sends.delivery.PooledSMTPBackend"
+    assert attempt.provider_message_id == answer["messageId"]
+    assert sorted(attempt.to) == sorted(envelope.rcpt_tos)
+    assert attempt.error == ""
+
+
+def test_text_only_mail_is_a_single_text_part(api, send_key, seed_body, smtp_server):
+    del seed_body["htmlContent"]
+
+    assert send(api, send_key, seed_body).status_code == 200
+
+    message = parsed(smtp_server.messages[0])
+    assert message.get_content_type() == "text/plain"
+
+
+def test_the_smtp_connection_is_reused_across_sends(api, send_key, seed_body, smtp_server):
+    for _ in range(3):
+        assert send(api, send_key, seed_body).status_code == 200
+
+    assert len(smtp_server.messages) == 3
+    # One connection, checked back into the pool after every send.
+    [pool] = PooledSMTPBackend._pools.values()
+    assert len(pool) == 1
+
+
+def test_a_closed_pooled_connection_is_replaced_once(api, send_key, seed_body, smtp_server):
+    assert send(api, send_key, seed_body).status_code == 200
+    [pool] = PooledSMTPBackend._pools.values()
+    pool[0].sock.close()  # the server side went away between two sends
+
+    response = send(api, send_key, seed_body)
+
+    assert response.status_code == 200
+    assert len(smtp_server.messages) == 2
+
+
+@pytest.fixture
+def own_smtp_server(smtp_server, settings):
+    """A server this test may stop and restart on the same port (the fixture's stays up)."""
+    sink = SmtpSink(free_port()).start()
+    settings.EMAIL_PORT = sink.port
+    return sink
+
+
+def test_smtp_server_down_gives_500_naming_the_send_and_a_retry_delivers_on_it(
+    api, send_key, seed_body, own_smtp_server
+):
+    own_smtp_server.stop()
+
+    failed = send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="order-7")
+
+    assert failed.status_code == 500
+    body = failed.json()
+    send_id = body["sendId"]
+    assert body == {
+        "type": "/docs/errors/internal_error",
+        "title": "Internal error",
+        "status": 500,
+        "detail": "Email delivery failed; retry with the same idempotency key",
+        "code": "internal_error",
+        "error": "Email delivery failed; retry with the same idempotency key",
+        "message": "Email delivery failed; retry with the same idempotency key",
+        "details": {},
+        "requestId": failed["X-Request-Id"],
+        "sendId": send_id,
+    }
+    assert failed["Idempotency-Key"] == "order-7"
+    record = Send.objects.get(public_id=send_id)
+    assert record.status == "failed"
+    attempt = Message.objects.get(send=record)
+    assert attempt.error.startswith("ConnectionRefusedError")
+    assert IdempotencyRecord.objects.get(key="order-7").state == "failed"
+    assert UsageCounter.objects.get().failures == 1
+
+    restarted = SmtpSink(own_smtp_server.port).start()  # the mail server is back
+    try:
+        retried = send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="order-7")
+    finally:
+        restarted.stop()
+
+    assert retried.status_code == 200, retried.content
+    assert retried.json()["sendId"] == send_id
+    assert retried.json()["reused"] is False
+    assert len(restarted.messages) == 1
+    assert Send.objects.get(public_id=send_id).status == "sent"
+    assert Message.objects.filter(send=record).count() == 2
+    assert list(Event.objects.filter(send=record).values_list("type", flat=True)) == [
+        "failed",
+        "sent",
+    ]
+    replay = send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="order-7")
+    assert replay.json() == dict(retried.json(), reused=True)
+
+
+def test_smtp_refusal_is_500_with_the_smtp_code_kept(api, send_key, seed_body, smtp_server):
+    smtp_server.reply = "550 5.1.1 No such user"
+
+    response = send(api, send_key, seed_body)
+
+    assert response.status_code == 500
+    attempt = Message.objects.get(send__public_id=response.json()["sendId"])
+    assert attempt.error == "SMTPDataError: 550 5.1.1 No such user"
+    assert Send.objects.get().status == "failed"
+
+
+def test_backend_used_as_a_context_manager_sends_and_keeps_the_pool(smtp_server):
+    from django.core.mail import EmailMessage, get_connection
+
+    with get_connection() as connection:
+        sent = connection.send_messages(
+            [EmailMessage("Hi", "Body", "a@acme.test", ["b@example.com"]) for _ in range(2)]
+        )
+
+    assert sent == 2
+    assert len(smtp_server.messages) == 2
+    [pool] = PooledSMTPBackend._pools.values()
+    assert len(pool) == 1
+
+
+def test_smtp_server_that_never_answers_times_out_into_a_500(api, send_key, seed_body, settings):
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)  # accepts the TCP connection but never sends the SMTP greeting
+    settings.EMAIL_BACKEND = "sends.delivery.PooledSMTPBackend"
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = silent.getsockname()[1]
+    settings.EMAIL_TIMEOUT = 0.3
+    try:
+        response = send(api, send_key, seed_body)
+    finally:
+        silent.close()
+
+    assert response.status_code == 500
+    attempt = Message.objects.get(send__public_id=response.json()["sendId"])
+    assert attempt.error == "SMTPServerDisconnected: Connection unexpectedly closed: timed out"
+    assert Send.objects.get().status == "failed"

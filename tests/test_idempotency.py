@@ -1,0 +1,236 @@
+"""Idempotency keys: replays, conflicts, takeovers, retention; concurrency on PostgreSQL."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+import requests
+import time_machine
+from django.core import mail
+from django.core.management import call_command
+from django.utils import timezone
+
+from sends.delivery import PooledSMTPBackend
+from sends.models import IdempotencyRecord, Send
+from usage.models import UsageCounter
+
+SEND = "/api/v1/emails/send"
+GLOBAL = "/api/v1/emails/send-global"
+
+
+def send(api, key, body, path=SEND, **extra):
+    return api.post(path, body, format="json", **key.bearer, **extra)
+
+
+@pytest.mark.django_db
+class TestReplay:
+    def test_replay_returns_first_send_id_with_reused_true(self, api, send_key, seed_body):
+        first = send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="order-1")
+
+        again = send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="order-1")
+
+        assert again.status_code == 200
+        assert again.json() == dict(first.json(), reused=True)
+        assert again["Idempotency-Replayed"] == "true"
+        assert again["Idempotency-Key"] == "order-1"
+        assert len(mail.outbox) == 1
+        assert Send.objects.count() == 1
+
+    def test_replay_is_counted_as_a_replay_not_a_send(self, api, send_key, seed_body):
+        send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="order-1")
+        send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="order-1")
+
+        counter = UsageCounter.objects.get()
+        assert (counter.requests, counter.sends, counter.replays) == (2, 1, 1)
+
+    def test_body_field_key_replays_like_the_header(self, api, send_key, seed_body):
+        first = send(api, send_key, dict(seed_body, idempotencyKey="order-2"))
+
+        again = send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="order-2")
+
+        assert again.json() == dict(first.json(), reused=True)
+        assert first["Idempotency-Key"] == "order-2"
+
+    def test_quoted_structured_field_key_is_unquoted(self, api, send_key, seed_body):
+        first = send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY='"order-3"')
+
+        again = send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="order-3")
+
+        assert first["Idempotency-Key"] == "order-3"
+        assert again.json()["reused"] is True
+
+    def test_same_header_and_body_key_is_accepted(self, api, send_key, seed_body):
+        response = send(
+            api, send_key, dict(seed_body, idempotencyKey="k"), HTTP_IDEMPOTENCY_KEY="k"
+        )
+
+        assert response.status_code == 200
+
+    def test_keys_are_scoped_to_the_organization_not_the_api_key(
+        self, api, send_key, alice_key, charlie_key, seed_body
+    ):
+        first = send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="shared")
+
+        rotated = send(api, alice_key, seed_body, HTTP_IDEMPOTENCY_KEY="shared")
+        other_org = send(api, charlie_key, seed_body, HTTP_IDEMPOTENCY_KEY="shared")
+
+        assert rotated.json() == dict(first.json(), reused=True)
+        assert other_org.json()["reused"] is False
+        assert other_org.json()["sendId"] != first.json()["sendId"]
+        assert len(mail.outbox) == 2
+
+
+@pytest.mark.django_db
+class TestConflicts:
+    def test_same_key_with_another_body_is_422(self, api, send_key, seed_body):
+        send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="order-1")
+
+        response = send(
+            api, send_key, dict(seed_body, subject="Other"), HTTP_IDEMPOTENCY_KEY="order-1"
+        )
+
+        assert response.status_code == 422
+        body = response.json()
+        assert body["code"] == "idempotency_key_reused"
+        assert body["message"] == "Idempotency key was already used with a different request"
+        assert body["details"] == {}
+        assert response["Idempotency-Key"] == "order-1"
+        assert len(mail.outbox) == 1
+
+    def test_same_key_on_the_other_endpoint_is_422(self, api, send_key, seed_body):
+        send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="order-1")
+
+        response = send(api, send_key, seed_body, GLOBAL, HTTP_IDEMPOTENCY_KEY="order-1")
+
+        assert response.status_code == 422
+
+    def test_key_in_progress_is_409_with_retry_after(self, api, send_key, seed_body, acme):
+        send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="order-1")
+        IdempotencyRecord.objects.update(state="in_progress", locked_at=timezone.now())
+
+        response = send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="order-1")
+
+        assert response.status_code == 409
+        assert response["Retry-After"] == "1"
+        assert response.json()["code"] == "idempotency_in_progress"
+        assert len(mail.outbox) == 1
+
+    def test_abandoned_claim_is_taken_over_after_the_lock_timeout(
+        self, api, send_key, seed_body, settings
+    ):
+        settings.IDEMPOTENCY_LOCK_TIMEOUT_SECONDS = 60
+        with time_machine.travel(timezone.now(), tick=False) as traveller:
+            send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="order-1")
+            # A worker that died mid-send: its claim was never completed.
+            IdempotencyRecord.objects.update(state="in_progress", locked_at=timezone.now())
+            traveller.shift(timedelta(seconds=30))
+            assert send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="order-1").status_code == 409
+            traveller.shift(timedelta(seconds=31))
+
+            response = send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="order-1")
+
+        assert response.status_code == 200
+        assert response.json()["reused"] is False
+        assert response.json()["sendId"] == Send.objects.get().public_id
+        assert IdempotencyRecord.objects.get().state == "completed"
+
+    def test_a_429_does_not_use_up_the_key(self, api, make_key, alice, seed_body):
+        key = make_key(alice.organization, rate_limit=1)
+        assert send(api, key, seed_body).status_code == 200
+
+        assert send(api, key, seed_body, HTTP_IDEMPOTENCY_KEY="later").status_code == 429
+
+        assert not IdempotencyRecord.objects.filter(key="later").exists()
+
+
+@pytest.mark.django_db
+class TestRetention:
+    def test_key_may_be_used_afresh_after_24_hours(self, api, send_key, seed_body):
+        with time_machine.travel(timezone.now(), tick=False) as traveller:
+            first = send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="order-1")
+            traveller.shift(timedelta(hours=24, seconds=1))
+
+            again = send(
+                api, send_key, dict(seed_body, subject="New"), HTTP_IDEMPOTENCY_KEY="order-1"
+            )
+
+        assert again.status_code == 200
+        assert again.json()["reused"] is False
+        assert again.json()["sendId"] != first.json()["sendId"]
+        assert len(mail.outbox) == 2
+
+    def test_purge_idempotency_deletes_expired_records_only(self, api, send_key, seed_body):
+        with time_machine.travel(timezone.now(), tick=False) as traveller:
+            send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="old")
+            traveller.shift(timedelta(hours=23))
+            send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="recent")
+            traveller.shift(timedelta(hours=2))
+
+            call_command("purge_idempotency", stdout=open("/dev/null", "w"))
+
+        assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["recent"]
+        assert Send.objects.count() == 2
+
+
+def _post_all(url: str, token: str, bodies: list[dict], key: str) -> list[requests.Response]:
+    """Posts every body at once from its own thread; returns the responses in order."""
+    barrier = threading.Barrier(len(bodies))
+    responses: list = [None] * len(bodies)
+
+    def worker(index: int) -> None:
+        with requests.Session() as session:
+            barrier.wait()
+            responses[index] = session.post(
+                url,
+                json=bodies[index],
+                headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key},
+                timeout=30,
+            )
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(bodies))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return responses
+
+
+@pytest.fixture
+def _fresh_pool():
+    PooledSMTPBackend.close_all()
+    yield
+    PooledSMTPBackend.close_all()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("_fresh_pool")
+class TestConcurrency:
+    def test_twenty_concurrent_requests_with_one_key_deliver_once(
+        self, live_server, smtp_server, send_key, seed_body
+    ):
+        responses = _post_all(live_server.url + SEND, send_key.token, [seed_body] * 20, "race-1")
+
+        statuses = sorted(r.status_code for r in responses)
+        assert set(statuses) <= {200, 409}, statuses
+        ok = [r.json() for r in responses if r.status_code == 200]
+        assert ok
+        assert len({body["sendId"] for body in ok}) == 1
+        assert sum(not body["reused"] for body in ok) == 1
+        for conflict in (r for r in responses if r.status_code == 409):
+            assert conflict.json()["code"] == "idempotency_in_progress"
+            assert conflict.headers["Retry-After"] == "1"
+        assert len(smtp_server.messages) == 1
+        assert Send.objects.count() == 1
+
+    def test_twenty_concurrent_different_bodies_with_one_key_give_one_send_and_422s(
+        self, live_server, smtp_server, send_key, seed_body
+    ):
+        bodies = [dict(seed_body, subject=f"Hello {i}") for i in range(20)]
+
+        responses = _post_all(live_server.url + SEND, send_key.token, bodies, "race-2")
+
+        statuses = sorted(r.status_code for r in responses)
+        assert statuses == [200] + [422] * 19, statuses
+        assert len(smtp_server.messages) == 1
+        assert Send.objects.count() == 1

@@ -1,0 +1,221 @@
+"""Per-key rate limits: headers, 429, replays free, window reset, cache failure, Redis workers."""
+
+import threading
+import time
+import zlib
+from datetime import timedelta
+
+import pytest
+import requests
+import time_machine
+from django.conf import settings as django_settings
+from django.contrib.staticfiles.handlers import StaticFilesHandler
+from django.core import mail
+from django.test.testcases import LiveServerThread
+
+from sends.models import Send
+from usage.models import UsageCounter, UsageRejection
+
+SEND = "/api/v1/emails/send"
+
+
+def send(api, key, body, **extra):
+    return api.post(SEND, body, format="json", **key.bearer, **extra)
+
+
+def window_start(public_id: str) -> float:
+    """A moment 10 minutes ahead at which this key's 60-second window has just begun.
+
+    django-ratelimit shifts each key's window by crc32(key) % 60 seconds; starting there keeps
+    a test's requests inside one window without sleeping.
+    """
+    now = int(time.time())
+    jitter = zlib.crc32(public_id.encode()) % 60
+    return now - now % 60 + 600 + jitter + 1
+
+
+@pytest.fixture
+def capped(make_key, alice):
+    return make_key(alice.organization, rate_limit=3, name="capped")
+
+
+@pytest.mark.django_db
+class TestHeadersAnd429:
+    def test_headers_count_down_and_the_request_over_the_cap_is_429(self, api, capped, seed_body):
+        with time_machine.travel(window_start(capped.key.public_id), tick=False):
+            reset_at = str(int(time.time()) + 59)
+            answers = [send(api, capped, seed_body) for _ in range(4)]
+
+        assert [r.status_code for r in answers] == [200, 200, 200, 429]
+        for remaining, response in zip([2, 1, 0], answers, strict=False):
+            assert response["X-RateLimit-Limit"] == "3"
+            assert response["X-RateLimit-Remaining"] == str(remaining)
+            assert response["X-RateLimit-Reset"] == reset_at
+            assert response["RateLimit-Policy"] == '"per-minute";q=3;w=60'
+            assert response["RateLimit"] == f'"per-minute";r={remaining};t=59'
+        limited = answers[3]
+        assert limited["Retry-After"] == "59"
+        assert limited["X-RateLimit-Remaining"] == "0"
+        assert limited["X-RateLimit-Reset"] == reset_at
+        assert limited.json() == {
+            "type": "/docs/errors/rate_limited",
+            "title": "Rate limited",
+            "status": 429,
+            "detail": "Rate limit of 3 requests per minute exceeded",
+            "code": "rate_limited",
+            "error": "Rate limit of 3 requests per minute exceeded",
+            "message": "Rate limit of 3 requests per minute exceeded",
+            "details": {},
+            "requestId": limited["X-Request-Id"],
+        }
+        assert Send.objects.count() == 3
+        assert len(mail.outbox) == 3
+
+    def test_no_cap_means_no_rate_limit_headers(self, api, send_key, seed_body):
+        response = send(api, send_key, seed_body)
+
+        assert response.status_code == 200
+        for name in ("X-RateLimit-Limit", "X-RateLimit-Remaining", "RateLimit", "Retry-After"):
+            assert name not in response
+
+    def test_the_window_resets_after_a_minute(self, api, capped, seed_body):
+        with time_machine.travel(window_start(capped.key.public_id), tick=False) as traveller:
+            for _ in range(3):
+                send(api, capped, seed_body)
+            assert send(api, capped, seed_body).status_code == 429
+            traveller.shift(timedelta(seconds=60))
+
+            response = send(api, capped, seed_body)
+
+        assert response.status_code == 200
+        assert response["X-RateLimit-Remaining"] == "2"
+
+    def test_replays_do_not_use_up_the_budget(self, api, capped, seed_body):
+        with time_machine.travel(window_start(capped.key.public_id), tick=False):
+            send(api, capped, seed_body, HTTP_IDEMPOTENCY_KEY="k")
+            replays = [send(api, capped, seed_body, HTTP_IDEMPOTENCY_KEY="k") for _ in range(5)]
+            fresh = [send(api, capped, seed_body) for _ in range(3)]
+
+        assert [r.status_code for r in replays] == [200] * 5
+        assert replays[-1]["X-RateLimit-Remaining"] == "2"
+        assert [r.status_code for r in fresh] == [200, 200, 429]
+
+    def test_429_is_counted_as_rate_limited_not_rejected(self, api, capped, seed_body):
+        with time_machine.travel(window_start(capped.key.public_id), tick=False):
+            for _ in range(5):
+                send(api, capped, seed_body)
+
+        counter = UsageCounter.objects.get()
+        assert (counter.requests, counter.sends, counter.rate_limited, counter.rejected) == (
+            5,
+            3,
+            2,
+            0,
+        )
+        assert not UsageRejection.objects.exists()
+
+    def test_rate_limit_comes_before_validation(self, api, capped, seed_body):
+        with time_machine.travel(window_start(capped.key.public_id), tick=False):
+            for _ in range(3):
+                send(api, capped, {})
+            response = send(api, capped, {})
+
+        assert response.status_code == 429
+
+
+@pytest.fixture
+def unreachable_cache(settings, _test_settings):
+    """The default cache pointed at a closed port (Redis down); restored before cache.clear()."""
+    original = settings.CACHES
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
+        }
+    }
+    yield
+    settings.CACHES = original
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("unreachable_cache")
+class TestCacheDown:
+    def test_fails_open_by_default_and_logs_a_warning(self, api, capped, seed_body, caplog):
+        response = send(api, capped, seed_body)
+
+        assert response.status_code == 200
+        assert "X-RateLimit-Limit" not in response
+        assert "rate limit" in caplog.text
+        assert capped.token not in caplog.text
+
+    def test_fails_closed_with_503_when_configured(self, api, capped, seed_body, settings):
+        settings.RATELIMIT_FAIL_OPEN = False
+
+        response = send(api, capped, seed_body)
+
+        assert response.status_code == 503
+        assert response.json()["code"] == "service_unavailable"
+        assert Send.objects.count() == 0
+
+
+class _Worker:
+    """A threaded WSGI server of this process on its own port: one more 'worker'."""
+
+    def __init__(self):
+        self.thread = LiveServerThread("127.0.0.1", StaticFilesHandler)
+        self.thread.daemon = True
+        self.thread.start()
+        self.thread.is_ready.wait()
+        if self.thread.error:
+            raise self.thread.error
+        self.url = f"http://127.0.0.1:{self.thread.port}"
+
+    def stop(self) -> None:
+        self.thread.terminate()
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_cap_holds_across_two_workers_sharing_redis(make_key, alice, seed_body):
+    assert django_settings.CACHES["default"]["BACKEND"].endswith("RedisCache")
+    key = make_key(alice.organization, rate_limit=10, name="shared cap")
+    workers = [_Worker(), _Worker()]
+    barrier = threading.Barrier(30)
+    responses: list = [None] * 30
+
+    def client(index: int) -> None:
+        with requests.Session() as session:
+            barrier.wait()
+            responses[index] = session.post(
+                workers[index % 2].url + SEND,
+                json=seed_body,
+                headers={"Authorization": f"Bearer {key.token}"},
+                timeout=30,
+            )
+
+    try:
+        with time_machine.travel(window_start(key.key.public_id), tick=True):
+            threads = [threading.Thread(target=client, args=(i,)) for i in range(30)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+    finally:
+        for worker in workers:
+            worker.stop()
+
+    accepted = [r for r in responses if r.status_code == 200]
+    limited = [r for r in responses if r.status_code == 429]
+    assert (len(accepted), len(limited)) == (10, 20)
+    assert Send.objects.filter(status="sent").count() == 10
+    assert sorted(int(r.headers["X-RateLimit-Remaining"]) for r in accepted) == list(range(10))
+    resets = {r.headers["X-RateLimit-Reset"] for r in responses}
+    assert len(resets) == 1  # one window, whichever worker answered
+    for response in limited:
+        assert response.json()["code"] == "rate_limited"
+        assert response.headers["X-RateLimit-Limit"] == "10"
+        assert response.headers["X-RateLimit-Remaining"] == "0"
+        assert 1 <= int(response.headers["Retry-After"]) <= 60
+        assert response.headers["RateLimit-Policy"] == '"per-minute";q=10;w=60'

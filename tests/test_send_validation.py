@@ -1,0 +1,501 @@
+"""Every 4xx of the send API: its status, code and exact body, and that nothing was sent."""
+
+import base64
+
+import pytest
+from django.core import mail
+
+from accounts.models import Scope
+from sends.models import IdempotencyRecord, Message, Send
+from usage.models import UsageCounter, UsageRejection
+
+SEND = "/api/v1/emails/send"
+
+pytestmark = pytest.mark.django_db
+
+
+def problem(response, status, code, message, details=None):
+    return {
+        "type": f"/docs/errors/{code}",
+        "title": {
+            "validation_error": "Validation failed",
+            "invalid_key": "Invalid API key",
+            "missing_scope": "Missing scope",
+            "tenant_paused": "Tenant paused",
+            "unsupported_media_type": "Unsupported media type",
+            "payload_too_large": "Payload too large",
+        }[code],
+        "status": status,
+        "detail": message,
+        "code": code,
+        "error": message,
+        "message": message,
+        "details": details or {},
+        "requestId": response["X-Request-Id"],
+    }
+
+
+def assert_nothing_sent():
+    assert Send.objects.count() == 0
+    assert Message.objects.count() == 0
+    assert IdempotencyRecord.objects.count() == 0
+    assert mail.outbox == []
+    assert sum(row.sends for row in UsageCounter.objects.all()) == 0
+
+
+def send(api, key, body, **extra):
+    return api.post(SEND, body, format="json", **key.bearer, **extra)
+
+
+def field_errors(response) -> dict:
+    assert response.status_code == 400, response.content
+    assert response["Content-Type"] == "application/problem+json"
+    body = response.json()
+    assert body["code"] == "validation_error"
+    assert_nothing_sent()
+    return body["details"]
+
+
+# --- 401 / 403 ---------------------------------------------------------------------------------
+
+
+def test_missing_key_is_401_with_www_authenticate(api, seed_body):
+    response = api.post(SEND, seed_body, format="json")
+
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Bearer"
+    assert response.json() == problem(response, 401, "invalid_key", "Invalid API key")
+    assert_nothing_sent()
+    assert UsageCounter.objects.count() == 0
+
+
+def test_unknown_key_is_401(api, seed_body, send_key):
+    response = api.post(
+        SEND, seed_body, format="json", HTTP_AUTHORIZATION=f"Bearer {send_key.token[:-1]}x"
+    )
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "invalid_key"
+    assert_nothing_sent()
+
+
+def test_revoked_key_is_401(api, seed_body, send_key):
+    send_key.key.revoke()
+
+    response = send(api, send_key, seed_body)
+
+    assert response.status_code == 401
+    assert_nothing_sent()
+
+
+def test_key_without_send_scope_is_403_missing_scope(api, seed_body, read_key):
+    response = send(api, read_key, seed_body)
+
+    assert response.status_code == 403
+    assert response.json() == problem(
+        response, 403, "missing_scope", "Forbidden: missing scope send_email"
+    )
+    assert_nothing_sent()
+    rejection = UsageRejection.objects.get()
+    assert (rejection.code, rejection.count) == ("missing_scope", 1)
+
+
+def test_key_with_empty_scope_list_may_send(api, seed_body, empty_key):
+    assert send(api, empty_key, seed_body).status_code == 200
+
+
+def test_paused_organization_is_403_tenant_paused(api, seed_body, send_key):
+    send_key.key.organization.pause()
+
+    response = send(api, send_key, seed_body)
+
+    assert response.status_code == 403
+    assert response.json() == problem(
+        response, 403, "tenant_paused", "Tenant paused for this organization"
+    )
+    assert_nothing_sent()
+
+
+def test_scope_is_checked_before_the_body(api, read_key):
+    response = api.post(SEND, "not json", content_type="text/plain", **read_key.bearer)
+
+    assert response.status_code == 403
+
+
+# --- 400 / 413 / 415: parsing ------------------------------------------------------------------
+
+
+def test_malformed_json_is_400(api, send_key):
+    response = api.post(SEND, '{"to": ', content_type="application/json", **send_key.bearer)
+
+    assert response.status_code == 400
+    assert response.json() == problem(
+        response,
+        400,
+        "validation_error",
+        "Malformed JSON body",
+        {"body": ["Malformed JSON body"]},
+    )
+    assert_nothing_sent()
+
+
+def test_json_array_body_is_400(api, send_key):
+    response = api.post(SEND, "[1, 2]", content_type="application/json", **send_key.bearer)
+
+    assert field_errors(response) == {"body": ["Expected a JSON object."]}
+
+
+def test_form_body_is_415(api, send_key):
+    response = api.post(SEND, {"to": "user@example.com"}, **send_key.bearer)
+
+    assert response.status_code == 415
+    assert response.json() == problem(
+        response, 415, "unsupported_media_type", "Content-Type must be application/json"
+    )
+    assert_nothing_sent()
+
+
+def test_body_over_the_size_limit_is_413(api, send_key, seed_body, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
+    seed_body["content"] = "x" * 2000
+
+    response = send(api, send_key, seed_body)
+
+    assert response.status_code == 413
+    assert response.json() == problem(response, 413, "payload_too_large", "Request body too large")
+    assert_nothing_sent()
+
+
+# --- 400: one test per rule --------------------------------------------------------------------
+
+
+def test_missing_fields_are_all_named(api, send_key):
+    response = send(api, send_key, {})
+
+    assert response.json()["message"] == "Missing required fields: content, subject, to"
+    assert field_errors(response) == {
+        "to": ["This field is required."],
+        "subject": ["This field is required."],
+        "content": ["This field is required."],
+    }
+
+
+def test_missing_required_field_is_named(api, send_key, seed_body):
+    del seed_body["subject"]
+
+    assert field_errors(send(api, send_key, seed_body)) == {"subject": ["This field is required."]}
+
+
+def test_wrong_type_is_400(api, send_key, seed_body):
+    seed_body["subject"] = {"text": "Hello"}
+
+    assert field_errors(send(api, send_key, seed_body)) == {"subject": ["Not a valid string."]}
+
+
+def test_null_value_is_400(api, send_key, seed_body):
+    seed_body["content"] = None
+
+    assert field_errors(send(api, send_key, seed_body)) == {
+        "content": ["This field may not be null."]
+    }
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["not-an-address", "user@", "user@example.com, other@example.com", "User <user@>", "a b@c.de"],
+)
+def test_invalid_to_address_is_400(api, send_key, seed_body, address):
+    seed_body["to"] = address
+
+    errors = field_errors(send(api, send_key, seed_body))
+
+    assert list(errors) == ["to"]
+
+
+def test_display_name_in_to_is_accepted(api, send_key, seed_body):
+    seed_body["to"] = "Üser Example <user@example.com>"
+
+    response = send(api, send_key, seed_body)
+
+    assert response.status_code == 200
+    assert mail.outbox[0].to == ["=?utf-8?q?=C3=9Cser_Example?= <user@example.com>"]
+
+
+def test_line_break_in_subject_is_400(api, send_key, seed_body):
+    seed_body["subject"] = "Hello\r\nBcc: victim@example.com"
+
+    assert field_errors(send(api, send_key, seed_body)) == {
+        "subject": ["Must not contain line breaks (CR or LF)."]
+    }
+
+
+def test_line_break_in_to_is_400(api, send_key, seed_body):
+    seed_body["to"] = "user@example.com\nBcc: victim@example.com"
+
+    assert field_errors(send(api, send_key, seed_body)) == {
+        "to": ["Must not contain line breaks (CR or LF)."]
+    }
+
+
+def test_line_break_in_from_name_is_400(api, send_key, seed_body):
+    seed_body["fromName"] = "Acme\rBcc: x@example.com"
+
+    assert list(field_errors(send(api, send_key, seed_body))) == ["fromName"]
+
+
+def test_line_break_in_custom_header_value_is_400(api, send_key, seed_body):
+    seed_body["headers"] = {"X-Campaign": "a\r\nBcc: x@example.com"}
+
+    assert field_errors(send(api, send_key, seed_body)) == {
+        "headers": ["'X-Campaign': values must not contain line breaks (CR or LF)."]
+    }
+
+
+def test_empty_subject_is_400(api, send_key, seed_body):
+    seed_body["subject"] = ""
+
+    assert field_errors(send(api, send_key, seed_body)) == {
+        "subject": ["This field may not be blank."]
+    }
+
+
+def test_subject_over_998_characters_is_400(api, send_key, seed_body):
+    seed_body["subject"] = "x" * 999
+
+    assert list(field_errors(send(api, send_key, seed_body))) == ["subject"]
+
+
+def test_unknown_field_is_400_with_the_other_errors(api, send_key, seed_body):
+    seed_body["template"] = "welcome"
+    seed_body["To"] = "x@example.com"
+    del seed_body["content"]
+
+    assert field_errors(send(api, send_key, seed_body)) == {
+        "content": ["This field is required."],
+        "template": ["Unknown field."],
+        "To": ["Unknown field."],
+    }
+
+
+def test_more_than_50_recipients_is_400(api, send_key, seed_body):
+    seed_body["cc"] = [f"cc{i}@example.com" for i in range(25)]
+    seed_body["bcc"] = [f"bcc{i}@example.com" for i in range(25)]
+
+    errors = field_errors(send(api, send_key, seed_body))
+
+    assert set(errors) == {"cc", "bcc"}
+
+
+def test_cc_as_a_string_and_bcc_as_a_list_are_accepted(api, send_key, seed_body):
+    seed_body["cc"] = "Carol <cc@example.com>"
+    seed_body["bcc"] = ["bcc@example.com"]
+
+    response = send(api, send_key, seed_body)
+
+    assert response.status_code == 200
+    assert mail.outbox[0].cc == ["Carol <cc@example.com>"]
+    assert mail.outbox[0].bcc == ["bcc@example.com"]
+
+
+def test_invalid_cc_address_is_named_by_position(api, send_key, seed_body):
+    seed_body["cc"] = ["ok@example.com", "nope"]
+
+    assert field_errors(send(api, send_key, seed_body)) == {
+        "cc": ["Item 1: Enter a valid email address."]
+    }
+
+
+def _attachment(data: bytes = b"hello", name: str = "a.txt") -> dict:
+    return {"filename": name, "contentBase64": base64.b64encode(data).decode()}
+
+
+def test_bad_base64_attachment_is_400(api, send_key, seed_body):
+    seed_body["attachments"] = [{"filename": "a.txt", "contentBase64": "not base64!"}]
+
+    assert field_errors(send(api, send_key, seed_body)) == {
+        "attachments.0.contentBase64": ["Must be valid base64."]
+    }
+
+
+def test_more_than_five_attachments_is_400(api, send_key, seed_body):
+    seed_body["attachments"] = [_attachment(name=f"{i}.txt") for i in range(6)]
+
+    assert field_errors(send(api, send_key, seed_body)) == {
+        "attachments": ["Ensure this field has no more than 5 elements."]
+    }
+
+
+def test_attachments_over_the_size_limit_are_400(api, send_key, seed_body, settings):
+    settings.SEND_MAX_ATTACHMENT_BYTES = 1000
+    seed_body["attachments"] = [_attachment(b"x" * 600, "a.bin"), _attachment(b"y" * 600, "b.bin")]
+
+    assert field_errors(send(api, send_key, seed_body)) == {
+        "attachments": ["At most 1000 bytes decoded in all."]
+    }
+
+
+@pytest.mark.parametrize("name", ["../etc/passwd", "a\\b.txt", "bad\x07name.txt"])
+def test_attachment_filename_with_path_or_control_characters_is_400(api, send_key, seed_body, name):
+    seed_body["attachments"] = [_attachment(name=name)]
+
+    assert field_errors(send(api, send_key, seed_body)) == {
+        "attachments.0.filename": ["Must not contain path separators or control characters."]
+    }
+
+
+def test_content_over_the_size_limit_is_400(api, send_key, seed_body, settings):
+    settings.SEND_MAX_CONTENT_BYTES = 100
+    seed_body["htmlContent"] = "<p>" + "é" * 60 + "</p>"
+
+    assert field_errors(send(api, send_key, seed_body)) == {
+        "htmlContent": ["Must be at most 100 bytes."]
+    }
+
+
+def test_unknown_policy_is_400(api, send_key, seed_body):
+    seed_body["policyKey"] = "marketing"
+
+    assert field_errors(send(api, send_key, seed_body)) == {
+        "policyKey": ["Unknown policy 'marketing'."]
+    }
+
+
+def test_another_organizations_policy_is_unknown(api, send_key, charlie_key, seed_body):
+    from sends.models import Policy
+
+    Policy.objects.create(organization=charlie_key.key.organization, key="globex-only")
+    seed_body["policyKey"] = "globex-only"
+
+    assert list(field_errors(send(api, send_key, seed_body))) == ["policyKey"]
+
+
+def test_bulk_policy_is_accepted(api, send_key, seed_body):
+    seed_body["policyKey"] = "bulk"
+
+    response = send(api, send_key, seed_body)
+
+    assert response.status_code == 200
+    assert Send.objects.get().policy_key == "bulk"
+
+
+def test_from_email_outside_the_identity_domain_is_400(api, send_key, seed_body):
+    seed_body["fromEmail"] = "ceo@evil.test"
+
+    assert field_errors(send(api, send_key, seed_body)) == {
+        "fromEmail": ["Must be an address on acme.test."]
+    }
+
+
+def test_from_email_and_name_on_the_identity_domain_are_used(api, send_key, seed_body):
+    seed_body["fromEmail"] = "billing@acme.test"
+    seed_body["fromName"] = "Acme Billing"
+
+    assert send(api, send_key, seed_body).status_code == 200
+    assert mail.outbox[0].from_email == "Acme Billing <billing@acme.test>"
+
+
+def test_reply_to_must_be_one_address(api, send_key, seed_body):
+    seed_body["replyTo"] = "a@example.com, b@example.com"
+
+    assert field_errors(send(api, send_key, seed_body)) == {
+        "replyTo": ["Enter exactly one email address."]
+    }
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({"Subject": "x"}, "'Subject': header names must start with X- or List-."),
+        ({"Feedback-ID": "x"}, "'Feedback-ID': header names must start with X- or List-."),
+        ({"List-Unsubscribe": "<x>"}, "'List-Unsubscribe': this header is set by the service."),
+        ({"X Bad": "x"}, "'X Bad': header names must start with X- or List-."),
+    ],
+)
+def test_custom_header_names_are_restricted(api, send_key, seed_body, headers, message):
+    seed_body["headers"] = headers
+
+    assert field_errors(send(api, send_key, seed_body)) == {"headers": [message]}
+
+
+def test_more_than_20_headers_is_400(api, send_key, seed_body):
+    seed_body["headers"] = {f"X-H{i}": "v" for i in range(21)}
+
+    assert field_errors(send(api, send_key, seed_body)) == {"headers": ["At most 20 headers."]}
+
+
+def test_metadata_limits_are_enforced(api, send_key, seed_body):
+    seed_body["metadata"] = {f"k{i}": "v" for i in range(11)}
+
+    assert field_errors(send(api, send_key, seed_body)) == {"metadata": ["At most 10 keys."]}
+
+
+def test_metadata_key_too_long_is_400(api, send_key, seed_body):
+    seed_body["metadata"] = {"k" * 41: "v"}
+
+    assert field_errors(send(api, send_key, seed_body)) == {
+        "metadata": ["Keys must be 1 to 40 characters."]
+    }
+
+
+def test_metadata_is_stored_on_the_send(api, send_key, seed_body):
+    seed_body["metadata"] = {"orderId": "42"}
+
+    assert send(api, send_key, seed_body).status_code == 200
+    assert Send.objects.get().metadata == {"orderId": "42"}
+
+
+# --- 400 at the idempotency step ---------------------------------------------------------------
+
+
+def test_header_and_body_idempotency_keys_that_differ_are_400(api, send_key, seed_body):
+    seed_body["idempotencyKey"] = "body-key"
+
+    response = send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="header-key")
+
+    assert response.json()["message"] == (
+        "The Idempotency-Key header and the idempotencyKey field differ"
+    )
+    assert field_errors(response) == {
+        "Idempotency-Key": ["Differs from the idempotencyKey field."],
+        "idempotencyKey": ["Differs from the Idempotency-Key header."],
+    }
+
+
+def test_idempotency_key_over_255_characters_is_400(api, send_key, seed_body):
+    response = send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="k" * 256)
+
+    assert field_errors(response) == {"Idempotency-Key": ["Must be 1 to 255 characters."]}
+
+
+def test_idempotency_key_with_non_ascii_is_400(api, send_key, seed_body):
+    seed_body["idempotencyKey"] = "clé"
+
+    assert field_errors(send(api, send_key, seed_body)) == {
+        "idempotencyKey": ["Must be printable ASCII characters only."]
+    }
+
+
+def test_a_400_does_not_use_up_the_idempotency_key(api, send_key, seed_body):
+    bad = dict(seed_body, to="nope")
+    assert send(api, send_key, bad, HTTP_IDEMPOTENCY_KEY="k1").status_code == 400
+
+    response = send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="k1")
+
+    assert response.status_code == 200
+    assert response.json()["reused"] is False
+
+
+def test_rejections_are_counted_by_code(api, send_key, seed_body):
+    send(api, send_key, {})
+    send(api, send_key, {})
+
+    counter = UsageCounter.objects.get()
+    assert (counter.requests, counter.rejected, counter.sends) == (2, 2, 0)
+    rejection = UsageRejection.objects.get()
+    assert (rejection.code, rejection.count) == ("validation_error", 2)
+
+
+def test_scopes_list_is_checked_for_other_scopes(api, make_key, alice, seed_body):
+    key = make_key(alice.organization, scopes=[Scope.PREFERENCES_READ])
+
+    assert send(api, key, seed_body).status_code == 403

@@ -132,6 +132,10 @@ def test_owner_sees_usage_creates_uses_and_revokes_a_key(
     assert body["sendId"].startswith("sends_")
     assert body["status"] == "sent"
     assert len(smtp_server.messages) == 1
+    # The send is counted, and the usage page's per-key chart now has the new key's bar.
+    page.goto(f"{live_server.url}/dashboard/usage/?days=7")
+    key_titles = page.locator("#chart-key svg g.bar > title").all_text_contents()
+    assert any(t.startswith("browser test (flx_") and t.endswith(f"{today}: 1") for t in key_titles)
 
     # Revoke it (with the confirmation step); the next request is refused.
     page.goto(f"{live_server.url}/dashboard/keys/")

@@ -1,22 +1,184 @@
+"""GET /api/v1/sends (the list) and GET /api/v1/sends/{id} (one send's timeline)."""
+
+import base64
+import binascii
+import re
+from datetime import UTC, datetime, time, timedelta
+
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import Scope
 from fluxomail.api import NotFound
+from sends.models import Event, Send
+
+SEND_ID = re.compile(r"^sends_[0-9a-z]{26}$")
 
 
-class SendListView(APIView):
-    """GET /api/v1/sends (placeholder until the timeline lands)."""
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a Z, to the millisecond."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
-    required_scopes = (Scope.READ_SENDS,)
 
-    def get(self, request):
-        raise NotFound()
+def send_json(send: Send) -> dict:
+    return {
+        "id": send.public_id,
+        "to": send.to,
+        "subject": send.subject,
+        "status": send.status,
+        "policy": send.policy_key,
+        "endpoint": send.endpoint,
+        "idempotencyKey": send.idempotency_key,
+        "requestId": send.request_id or None,
+        "metadata": send.metadata,
+        "createdAt": iso(send.created_at),
+        "updatedAt": iso(send.updated_at),
+    }
+
+
+def message_json(message) -> dict:
+    return {
+        "provider": message.provider,
+        "from": message.from_email,
+        "to": message.to,
+        "providerMessageId": message.provider_message_id or None,
+        "feedbackId": message.feedback_id or None,
+        "error": message.error or None,
+        "createdAt": iso(message.created_at),
+    }
+
+
+def event_json(event: Event) -> dict:
+    data = {key: value for key, value in event.data.items() if key not in ("type", "ts")}
+    return {"type": event.type, "ts": iso(event.occurred_at), **data}
+
+
+def _summary(events: list[Event], kind: str) -> dict:
+    matching = [event for event in events if event.type == kind]
+    return {
+        "count": len(matching),
+        "machineCount": sum(1 for event in matching if event.data.get("machine")),
+        "firstAt": iso(matching[0].occurred_at) if matching else None,
+        "lastAt": iso(matching[-1].occurred_at) if matching else None,
+    }
 
 
 class SendDetailView(APIView):
-    """GET /api/v1/sends/{id} (placeholder until the timeline lands)."""
+    """GET /api/v1/sends/{id}: the send, its delivery attempts and its events in time order."""
 
     required_scopes = (Scope.READ_SENDS,)
 
-    def get(self, request, send_id: str):
-        raise NotFound()
+    def get(self, request: Request, send_id: str) -> Response:
+        if not SEND_ID.match(send_id):
+            raise NotFound()
+        send = Send.objects.for_org(request.user.organization).filter(public_id=send_id).first()
+        if send is None:
+            raise NotFound()
+        messages = list(send.messages.order_by("created_at", "id"))
+        events = list(send.events.order_by("occurred_at", "id"))
+        return Response(
+            {
+                "send": send_json(send),
+                "messages": [message_json(message) for message in messages],
+                "events": [event_json(event) for event in events],
+                "opens": _summary(events, Event.Type.OPENED),
+                "clicks": _summary(events, Event.Type.CLICKED),
+            }
+        )
+
+
+def encode_cursor(public_id: str) -> str:
+    return base64.urlsafe_b64encode(public_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str | None:
+    try:
+        value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (binascii.Error, ValueError):
+        return None
+    return value if SEND_ID.match(value) else None
+
+
+class FlexibleDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 date or date-time; a bare date is midnight UTC, times without offset UTC."""
+
+    def __init__(self, *, end_of_day: bool = False, **kwargs):
+        self.end_of_day = end_of_day
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, value):
+        if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            day = serializers.DateField().to_internal_value(value)
+            moment = datetime.combine(day, time.min, tzinfo=UTC)
+            # `until=2026-11-24` includes that whole day.
+            return moment + timedelta(days=1) if self.end_of_day else moment
+        moment = super().to_internal_value(value)
+        return moment.astimezone(UTC)
+
+
+class SendListQuery(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, max_value=100, default=20)
+    cursor = serializers.CharField(required=False, max_length=200)
+    status = serializers.ChoiceField(choices=Send.Status.choices, required=False)
+    endpoint = serializers.ChoiceField(choices=Send.Endpoint.choices, required=False)
+    to = serializers.CharField(required=False, max_length=500)
+    # `from` is a Python keyword, hence the source rename.
+    from_ = FlexibleDateTimeField(required=False)
+    until = FlexibleDateTimeField(required=False, end_of_day=True)
+
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["from"] = fields.pop("from_")
+        return fields
+
+    def validate_cursor(self, value: str) -> str:
+        public_id = decode_cursor(value)
+        if public_id is None:
+            raise serializers.ValidationError("Invalid cursor.")
+        return public_id
+
+    def validate(self, attrs: dict) -> dict:
+        start, end = attrs.get("from"), attrs.get("until")
+        if start is not None and end is not None and start >= end:
+            raise serializers.ValidationError({"until": ["Must be after from."]})
+        return attrs
+
+
+class SendListView(APIView):
+    """GET /api/v1/sends: the organization's sends, newest first, in pages of `limit`.
+
+    The cursor is the last id of the page: ids sort by creation time, so the next page is
+    "ids below the cursor". Sends created while a client pages have higher ids and never shift
+    or repeat the pages still to come.
+    """
+
+    required_scopes = (Scope.READ_SENDS,)
+
+    def get(self, request: Request) -> Response:
+        query = SendListQuery(data=request.query_params.dict())
+        if not query.is_valid():
+            raise serializers.ValidationError(query.errors)
+        params = query.validated_data
+        sends = Send.objects.for_org(request.user.organization)
+        if "cursor" in params:
+            sends = sends.filter(public_id__lt=params["cursor"])
+        if "status" in params:
+            sends = sends.filter(status=params["status"])
+        if "endpoint" in params:
+            sends = sends.filter(endpoint=params["endpoint"])
+        if "to" in params:
+            sends = sends.filter(to__icontains=params["to"])
+        if "from" in params:
+            sends = sends.filter(created_at__gte=params["from"])
+        if "until" in params:
+            sends = sends.filter(created_at__lt=params["until"])
+        limit = params["limit"]
+        page = list(sends.order_by("-public_id")[: limit + 1])
+        next_cursor = encode_cursor(page[limit - 1].public_id) if len(page) > limit else None
+        return Response(
+            {"data": [send_json(send) for send in page[:limit]], "nextCursor": next_cursor}
+        )

@@ -36,7 +36,9 @@ def test_seed_body_is_sent_and_answers_exactly_four_fields(api, send_key, seed_b
     assert send.request_id == response["X-Request-Id"]
     message = Message.objects.get(send=send)
     assert message.provider_message_id == body["messageId"]
-    assert message.html == "<p>Hi there</p>"
+    # The HTML as sent: the body as written, then the open pixel (transactional tracks opens).
+    assert message.html.startswith('<p>Hi there</p><img src="')
+    assert f"/t/o/{send.public_id}:" in message.html
     assert message.to == ["user@example.com"]
     assert list(Event.objects.filter(send=send).values_list("type", flat=True)) == ["sent"]
 

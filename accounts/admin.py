@@ -1,6 +1,8 @@
 from django import forms
 from django.contrib import admin, messages
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from accounts.models import ApiKey, Membership, Organization, Scope
 
@@ -13,12 +15,17 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "paused", "from_email", "created_at"]
+    list_display = ["name", "slug", "paused", "from_email", "created_at", "usage_link"]
     list_filter = ["paused"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline]
     actions = ["pause", "resume"]
+
+    @admin.display(description="Usage")
+    def usage_link(self, obj: Organization) -> str:
+        url = reverse("admin:usage_analytics")
+        return format_html('<a href="{}?organization={}&amp;range=7d">Analytics</a>', url, obj.pk)
 
     @admin.action(description="Pause selected organizations")
     def pause(self, request, queryset):

@@ -157,6 +157,7 @@ class ApiKey(models.Model):
     objects = ApiKeyManager()
 
     class Meta:
+        verbose_name = "API key"
         ordering = ["-created_at"]
         indexes = [
             # The keys page and admin list an organization's keys, newest first.

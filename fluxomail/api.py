@@ -9,6 +9,7 @@ import logging
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -261,6 +262,12 @@ def exception_handler(exc: Exception, context: dict) -> Response:
 
 def _is_api_path(path: str) -> bool:
     return path.startswith(("/api/", "/healthz", "/t/"))
+
+
+@csrf_exempt
+def not_found(request, *args, **kwargs):
+    """Catch-all for unknown paths under /api/ and /t/: problem+json even with DEBUG on."""
+    return problem_response(404, "not_found", "Not found")
 
 
 def handler404(request, exception=None):

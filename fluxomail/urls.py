@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from fluxomail import api, views
 
@@ -10,6 +10,8 @@ urlpatterns = [
     path("t/", include("sends.tracking_urls")),
     path("admin/", admin.site.urls),
     path("", include("usage.urls")),
+    # Unknown API and tracking paths answer in the API's error shape, DEBUG or not.
+    re_path(r"^(api|t)/", api.not_found),
 ]
 
 handler400 = api.handler400

@@ -74,7 +74,16 @@ def format_address(value: str) -> str:
     return formataddr(parse_address(value))
 
 
-class AddressField(serializers.CharField):
+class StrictCharField(serializers.CharField):
+    """A JSON string and nothing else: DRF's CharField would turn 5 into "5"."""
+
+    def to_internal_value(self, data) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class AddressField(StrictCharField):
     """One address; the internal value is normalised to `Name <addr>` or `addr`."""
 
     def __init__(self, **kwargs):
@@ -134,9 +143,9 @@ class StrictSerializer(serializers.Serializer):
 
 
 class AttachmentSerializer(StrictSerializer):
-    filename = serializers.CharField(max_length=255, trim_whitespace=False)
-    contentBase64 = serializers.CharField(trim_whitespace=False, allow_blank=True)  # noqa: N815
-    contentType = serializers.CharField(max_length=255, required=False)  # noqa: N815
+    filename = StrictCharField(max_length=255, trim_whitespace=False)
+    contentBase64 = StrictCharField(trim_whitespace=False, allow_blank=True)  # noqa: N815
+    contentType = StrictCharField(max_length=255, required=False)  # noqa: N815
 
     def validate_filename(self, value: str) -> str:
         if "/" in value or "\\" in value or _CONTROL.search(value) or value in (".", ".."):
@@ -168,9 +177,9 @@ class SendEmailSerializer(StrictSerializer):
     """
 
     to = AddressField()
-    subject = serializers.CharField(max_length=998, trim_whitespace=False)
-    content = serializers.CharField(trim_whitespace=False)
-    htmlContent = serializers.CharField(  # noqa: N815
+    subject = StrictCharField(max_length=998, trim_whitespace=False)
+    content = StrictCharField(trim_whitespace=False)
+    htmlContent = StrictCharField(  # noqa: N815
         required=False, allow_blank=True, trim_whitespace=False
     )
     cc = AddressListField(required=False)
@@ -178,18 +187,18 @@ class SendEmailSerializer(StrictSerializer):
     attachments = serializers.ListField(
         child=AttachmentSerializer(), required=False, max_length=MAX_ATTACHMENTS
     )
-    policyKey = serializers.CharField(max_length=50, required=False)  # noqa: N815
-    idempotencyKey = serializers.CharField(  # noqa: N815
+    policyKey = StrictCharField(max_length=50, required=False)  # noqa: N815
+    idempotencyKey = StrictCharField(  # noqa: N815
         max_length=255, required=False, trim_whitespace=False
     )
-    fromName = serializers.CharField(  # noqa: N815
+    fromName = StrictCharField(  # noqa: N815
         max_length=200, required=False, allow_blank=True, trim_whitespace=False
     )
     fromEmail = AddressField(required=False)  # noqa: N815
     replyTo = AddressField(required=False)  # noqa: N815
-    headers = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False)
+    headers = serializers.DictField(child=StrictCharField(allow_blank=True), required=False)
     metadata = serializers.DictField(
-        child=serializers.CharField(allow_blank=True, max_length=MAX_METADATA_VALUE_LENGTH),
+        child=StrictCharField(allow_blank=True, max_length=MAX_METADATA_VALUE_LENGTH),
         required=False,
     )
 

@@ -10,6 +10,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
 from fluxomail.api import problem_response
@@ -71,6 +72,7 @@ def _sent_at(send: Send):
     return first_sent or send.created_at
 
 
+@csrf_exempt  # a GET-only public endpoint: other methods get 405, not a CSRF page
 @require_safe
 def open_pixel(request: HttpRequest, token: str) -> HttpResponse:
     send_public_id = tracking.read_open_token(token)
@@ -95,6 +97,7 @@ def open_pixel(request: HttpRequest, token: str) -> HttpResponse:
     return _no_store(response)
 
 
+@csrf_exempt
 @require_safe
 def click(request: HttpRequest, token: str) -> HttpResponse:
     value = tracking.read_click_token(token)

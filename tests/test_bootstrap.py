@@ -4,10 +4,12 @@ from io import StringIO
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from django.db.models import Sum
 
 from accounts.management.commands import bootstrap_demo
 from accounts.models import ApiKey, Membership, Organization, Scope
-from sends.models import Policy
+from sends.models import Policy, Send
+from usage.models import UsageCounter
 
 pytestmark = pytest.mark.django_db
 
@@ -46,6 +48,25 @@ def test_bootstrap_demo_creates_org_owner_and_working_key(credentials):
     saved = json.loads(credentials.read_text())
     assert user.check_password(saved["password"])
     assert saved["password"] in output
+
+
+def test_bootstrap_demo_sends_samples_once_and_counts_them(credentials, mailoutbox):
+    output = run("bootstrap_demo")
+    sends = Send.objects.filter(organization__slug="demo").order_by("public_id")
+    assert [s.status for s in sends] == ["sent", "sent", "sent"]
+    assert all(s.public_id in output for s in sends)
+    assert [m.subject for m in mailoutbox] == [
+        "Welcome to Fluxomail",
+        "Your receipt",
+        "Reset your password",
+    ]
+    totals = UsageCounter.objects.filter(organization__slug="demo").aggregate(
+        requests=Sum("requests"), sends=Sum("sends"), global_sends=Sum("global_endpoint_sends")
+    )
+    assert totals == {"requests": 3, "sends": 3, "global_sends": 1}
+    run("bootstrap_demo")
+    assert Send.objects.filter(organization__slug="demo").count() == 3
+    assert len(mailoutbox) == 3
 
 
 def test_bootstrap_demo_twice_creates_nothing_new_and_key_still_works(credentials):

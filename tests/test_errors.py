@@ -36,6 +36,12 @@ def test_unknown_api_path_is_problem_404(client):
     assert body["details"] == {}
 
 
+@pytest.mark.parametrize("path", ["/api/v1/nothing-here", "/api/v2/emails/send", "/t/x/y"])
+def test_unknown_api_path_is_problem_404_with_debug_on(client, settings, path):
+    settings.DEBUG = True
+    assert_problem(client.post(path, "{}", content_type="application/json"), 404, "not_found")
+
+
 @pytest.mark.urls("tests.auth_urls")
 def test_wrong_method_is_problem_405(api, send_key):
     response = api.get("/api/v1/send-probe", **send_key.bearer)

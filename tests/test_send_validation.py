@@ -192,6 +192,29 @@ def test_wrong_type_is_400(api, send_key, seed_body):
     assert field_errors(send(api, send_key, seed_body)) == {"subject": ["Not a valid string."]}
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("subject", 5),
+        ("content", 123),
+        ("htmlContent", 42),
+        ("to", 7),
+        ("fromName", 7),
+        ("policyKey", 1),
+        ("replyTo", 3.5),
+        ("headers", {"X-A": 1}),
+        ("metadata", {"k": 5}),
+    ],
+)
+def test_number_where_a_string_is_required_is_400(api, send_key, seed_body, field, value):
+    seed_body[field] = value
+
+    errors = field_errors(send(api, send_key, seed_body))
+    assert list(errors) == [f"{field}.{next(iter(value))}" if isinstance(value, dict) else field]
+    assert list(errors.values()) == [["Not a valid string."]]
+    assert Send.objects.count() == 0
+
+
 def test_null_value_is_400(api, send_key, seed_body):
     seed_body["content"] = None
 

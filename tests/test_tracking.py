@@ -230,7 +230,8 @@ def test_a_head_request_on_a_click_url_redirects_without_recording(send, policy)
 
 def test_a_post_to_a_click_url_is_not_allowed(send, policy):
     (path,) = click_paths(tracking.inject(HTML, send=send, policy=policy))
-    response = Client().post(path)
+    # A browser-like client: without the exemption Django would answer a CSRF 403 page.
+    response = Client(enforce_csrf_checks=True).post(path)
 
     assert response.status_code == 405
     assert events(send, "clicked") == []

@@ -1,6 +1,7 @@
 import json
 import os
 import secrets
+import time
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -8,9 +9,55 @@ from django.core.management.base import BaseCommand
 
 from accounts.models import ApiKey, Organization, Scope
 from accounts.services import create_organization
+from fluxomail.middleware import new_request_id
 
 DEMO_SLUG = "demo"
 DEMO_USER = "demo"
+SAMPLES = [
+    ("send", "Welcome to Fluxomail", "Thanks for signing up."),
+    ("send", "Your receipt", "Order 1001: 2 items, 42.00 EUR."),
+    ("send-global", "Reset your password", "Follow the link to choose a new password."),
+]
+
+
+def send_samples(organization, key) -> list[str]:
+    """A few real sends through the send workflow, counted in usage, so the dashboard has data."""
+    from sends import services
+    from sends.serializers import SendEmailSerializer
+    from usage import recording
+
+    send_ids = []
+    for endpoint, subject, text in SAMPLES:
+        body = {
+            "to": "user@example.com",
+            "subject": subject,
+            "content": text,
+            "htmlContent": f"<p>{text}</p><p><a href='https://example.com/account'>Account</a></p>",
+        }
+        serializer = SendEmailSerializer(data=body, context={"organization": organization})
+        serializer.is_valid(raise_exception=True)
+        started = time.monotonic()
+        result = services.send_email(
+            org=organization,
+            key=key,
+            endpoint=endpoint,
+            data=serializer.validated_data,
+            request_id=new_request_id(),
+            policy=serializer.policy,
+        )
+        recording.record(
+            recording.Outcome(
+                organization_id=organization.pk,
+                api_key_id=key.pk,
+                endpoint=endpoint,
+                status=200,
+                sent=True,
+                latency_ms=int((time.monotonic() - started) * 1000),
+            )
+        )
+        send_ids.append(result.body["sendId"])
+    recording.flush()
+    return send_ids
 
 
 def credentials_path():
@@ -31,9 +78,10 @@ class Command(BaseCommand):
                 saved = {}
 
         organization = Organization.objects.filter(slug=DEMO_SLUG).first()
+        created = organization is None
         user_model = get_user_model()
         password = saved.get("password")
-        if organization is None:
+        if created:
             password = secrets.token_urlsafe(12)
             organization = create_organization(
                 name="Demo",
@@ -75,6 +123,7 @@ class Command(BaseCommand):
 
         path.write_text(json.dumps({"password": password, "api_key": token}))
         os.chmod(path, 0o600)
+        samples = send_samples(organization, key) if created else []
 
         site = settings.SITE_URL
         self.stdout.write(
@@ -83,6 +132,7 @@ Fluxomail demo
   organization: {organization.name} ({organization.slug})
   owner login:  {DEMO_USER} / {password}   ({site}/dashboard/, admin at {site}/admin/)
   API key:      {token}
+  sample sends: {", ".join(samples) or "made on the first run"}
 
 Send a first email:
   curl -X POST "{site}/api/v1/emails/send" \\

@@ -1,0 +1,111 @@
+"""Sends and idempotency records for operators: read-only, fast on millions of rows."""
+
+from django.contrib import admin
+from django.utils import timezone
+from django.utils.timesince import timesince
+
+from fluxomail.paginator import CappedCountPaginator
+from sends.models import Event, IdempotencyRecord, Message, Policy, Send
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class MessageInline(ReadOnlyInline):
+    model = Message
+    fields = ["created_at", "provider", "provider_message_id", "from_email", "to", "error"]
+    readonly_fields = fields
+
+
+class EventInline(ReadOnlyInline):
+    model = Event
+    fields = ["occurred_at", "type", "message", "data"]
+    readonly_fields = fields
+
+
+class ReadOnlyModelAdmin(admin.ModelAdmin):
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class PolicyKeyFilter(admin.SimpleListFilter):
+    """Policy keys read from the small policies table, not by DISTINCT over every send."""
+
+    title = "policy"
+    parameter_name = "policy_key"
+
+    def lookups(self, request, model_admin):
+        keys = Policy.objects.order_by("key").values_list("key", flat=True).distinct()
+        return [(key, key) for key in keys]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(policy_key=self.value())
+        return queryset
+
+
+@admin.register(Send)
+class SendAdmin(ReadOnlyModelAdmin):
+    list_display = [
+        "public_id",
+        "created_at",
+        "organization",
+        "to",
+        "subject",
+        "endpoint",
+        "policy_key",
+        "status",
+    ]
+    list_filter = ["status", "endpoint", PolicyKeyFilter, "organization"]
+    list_select_related = ["organization"]
+    raw_id_fields = ["organization", "api_key"]
+    # Exact matches only ("="): each one is an index lookup, never a LIKE scan of the table.
+    search_fields = ["=public_id", "=messages__provider_message_id", "=to", "=request_id"]
+    search_help_text = "Exact send id, provider message id, recipient or request id."
+    ordering = ["-public_id"]
+    inlines = [MessageInline, EventInline]
+    readonly_fields = ["public_id"]
+
+
+@admin.register(IdempotencyRecord)
+class IdempotencyRecordAdmin(ReadOnlyModelAdmin):
+    list_display = ["key", "organization", "endpoint", "state", "age", "expires_at", "expired"]
+    list_filter = ["state", "endpoint"]
+    list_select_related = ["organization"]
+    raw_id_fields = ["organization", "send"]
+    search_fields = ["=key"]
+    ordering = ["-created_at"]
+
+    @admin.display(description="Age")
+    def age(self, obj: IdempotencyRecord) -> str:
+        return timesince(obj.created_at)
+
+    @admin.display(boolean=True, description="Expired")
+    def expired(self, obj: IdempotencyRecord) -> bool:
+        return obj.expires_at <= timezone.now()
+
+
+@admin.register(Policy)
+class PolicyAdmin(admin.ModelAdmin):
+    list_display = ["key", "organization", "track_opens", "track_clicks", "created_at"]
+    list_select_related = ["organization"]
+    raw_id_fields = ["organization"]
+    search_fields = ["key", "organization__name"]

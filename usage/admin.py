@@ -1,0 +1,112 @@
+"""Usage rows (read-only) and the operators' endpoint analytics page."""
+
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path
+
+from accounts.models import Organization
+from fluxomail.paginator import CappedCountPaginator
+from usage import analytics, charts
+from usage.models import UsageCounter, UsageRejection
+
+RANGES = {"24h": ("24 hours", 24), "7d": ("7 days", 7), "30d": ("30 days", 30)}
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written by the service itself: operators look, never edit."""
+
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    list_select_related = ["organization", "api_key"]
+    raw_id_fields = ["organization", "api_key"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(UsageCounter)
+class UsageCounterAdmin(ReadOnlyAdmin):
+    list_display = [
+        "hour",
+        "organization",
+        "api_key",
+        "endpoint",
+        "requests",
+        "sends",
+        "replays",
+        "rejected",
+        "rate_limited",
+        "failures",
+        "global_endpoint_sends",
+        "latency_ms_total",
+    ]
+    list_filter = ["endpoint"]
+    date_hierarchy = "hour"
+    ordering = ["-hour"]
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.analytics_view)
+        return [path("analytics/", view, name="usage_analytics"), *super().get_urls()]
+
+    def analytics_view(self, request: HttpRequest) -> HttpResponse:
+        # admin_view has already sent anonymous and non-staff users to the admin's login.
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        range_key = request.GET.get("range", "24h")
+        if range_key not in RANGES:
+            range_key = "24h"
+        label, amount = RANGES[range_key]
+        if range_key == "24h":
+            window = analytics.Window.last_hours(amount)
+        else:
+            window = analytics.Window.last_days(amount)
+        organization = None
+        org_id = request.GET.get("organization", "")
+        if org_id.isdigit():
+            organization = Organization.objects.filter(pk=int(org_id)).first()
+        qs = analytics.counters(window, organization)
+        outcome = analytics.by_outcome(qs, window)
+        global_series = analytics.global_sends(qs, window)
+        per_endpoint = []
+        for endpoint in analytics.ENDPOINTS:
+            series = analytics.by_outcome(qs.filter(endpoint=endpoint), window)
+            series.title = f"{endpoint}: requests by outcome"
+            per_endpoint.append(series)
+        chart_series = [outcome, *per_endpoint, global_series]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Endpoint analytics",
+            "opts": self.model._meta,
+            "ranges": [(key, value[0]) for key, value in RANGES.items()],
+            "range_key": range_key,
+            "range_label": label,
+            "window": window,
+            "organization": organization,
+            "organizations": Organization.objects.order_by("name").only("pk", "name"),
+            "endpoints": analytics.endpoint_totals(qs, analytics.rejections(window, organization)),
+            "charts": [
+                {"series": s, "svg": charts.render(s, height=300), "total": sum(s.totals.values())}
+                for s in chart_series
+            ],
+            "top_orgs_volume": analytics.top_organizations(qs, "volume"),
+            "top_orgs_errors": analytics.top_organizations(qs, "errors"),
+            "top_keys_volume": analytics.top_keys(qs, "volume"),
+            "top_keys_errors": analytics.top_keys(qs, "errors"),
+        }
+        return TemplateResponse(request, "admin/usage/analytics.html", context)
+
+
+@admin.register(UsageRejection)
+class UsageRejectionAdmin(ReadOnlyAdmin):
+    list_display = ["hour", "organization", "api_key", "endpoint", "code", "count"]
+    list_filter = ["endpoint", "code"]
+    date_hierarchy = "hour"
+    ordering = ["-hour"]

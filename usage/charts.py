@@ -1,0 +1,96 @@
+"""Server-side SVG charts (pygal) of analytics `Series`, readable without JavaScript.
+
+pygal's interactive tooltips need its script from a CDN; instead every bar gets an SVG <title>
+("sent · 2026-11-20: 7"), which browsers show on hover with no script, values are printed on the
+bars when there is room, and the table under each chart carries the same numbers. The embedded
+config <script> and the hidden tooltip group are removed, and the chart's <style> carries the
+page's CSP nonce so that the dashboard can forbid inline styles and scripts.
+"""
+
+import pygal
+from lxml import etree
+from pygal.style import Style
+
+from usage.analytics import Series
+
+SVG_NS = "http://www.w3.org/2000/svg"
+_STYLE = Style(
+    background="transparent",
+    plot_background="#ffffff",
+    font_family="system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
+    colors=("#2e7d32", "#1565c0", "#f9a825", "#6a1b9a", "#c62828", "#00838f", "#ef6c00"),
+    value_font_size=11,
+    legend_font_size=13,
+    label_font_size=11,
+    major_label_font_size=11,
+)
+_OUTCOME_COLORS = {
+    "sent": "#2e7d32",
+    "replayed": "#1565c0",
+    "rejected": "#f9a825",
+    "rate-limited": "#6a1b9a",
+    "failed": "#c62828",
+}
+# Above this many bars the printed values overlap; the <title>s and the table still have them.
+_MAX_PRINTED_BARS = 31
+
+
+def render(series: Series, *, nonce: str = "", height: int = 320, title: bool = True) -> str:
+    """The series as a stacked bar chart: one inline <svg> element as a string."""
+    labels = series.labels
+    style = _STYLE
+    if set(series.rows) <= set(_OUTCOME_COLORS):
+        style = Style(**{**_STYLE.to_dict(), "colors": [_OUTCOME_COLORS[n] for n in series.rows]})
+    chart = pygal.StackedBar(
+        js=[],
+        css=["file://style.css", "file://graph.css"],
+        style=style,
+        disable_xml_declaration=True,
+        width=900,
+        height=height,
+        title=series.title if title else None,
+        legend_at_bottom=True,
+        print_values=len(labels) <= _MAX_PRINTED_BARS,
+        print_zeroes=False,
+        x_label_rotation=-45 if len(labels) > 10 else 0,
+        show_minor_x_labels=len(labels) <= 31,
+        x_labels_major_every=max(1, len(labels) // 15),
+        truncate_label=-1,
+        min_scale=2,
+        max_scale=6,
+        no_data_text="No data",
+    )
+    chart.x_labels = labels
+    for name, values in series.rows.items():
+        chart.add(name, values)
+    return _accessible(chart.render(is_unicode=True), series, nonce)
+
+
+def _accessible(svg: str, series: Series, nonce: str) -> str:
+    root = etree.fromstring(svg.encode())
+    for element in root.iter(f"{{{SVG_NS}}}script"):
+        element.getparent().remove(element)
+    for element in list(root.iter(f"{{{SVG_NS}}}g")):
+        if "tooltip" in (element.get("class") or "").split():
+            element.getparent().remove(element)
+    for element in root.iter(f"{{{SVG_NS}}}style"):
+        if nonce:
+            element.set("nonce", nonce)
+    names = list(series.rows)
+    labels = series.labels
+    for group in root.iter(f"{{{SVG_NS}}}g"):
+        classes = (group.get("class") or "").split()
+        if "series" not in classes:
+            continue
+        serie = next((c for c in classes if c.startswith("serie-")), None)
+        if serie is None:
+            continue
+        name = names[int(serie.removeprefix("serie-"))]
+        bars = [g for g in group.iter(f"{{{SVG_NS}}}g") if g.get("class") == "bar"]
+        for i, bar in enumerate(bars):
+            title = etree.Element(f"{{{SVG_NS}}}title")
+            title.text = f"{name} · {labels[i]}: {series.rows[name][i]}"
+            bar.insert(0, title)
+    root.set("role", "img")
+    root.set("aria-label", series.title)
+    return etree.tostring(root, encoding="unicode")

@@ -14,9 +14,11 @@ the whole session, so that the security suite can search every log line for API 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import http.client
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,6 +37,7 @@ from tests.conftest import free_port
 # Every log file written by a live server during this pytest session.
 LOG_DIR = Path(tempfile.mkdtemp(prefix="fluxomail-live-logs-"))
 LOG_FILES: list[Path] = []
+atexit.register(shutil.rmtree, LOG_DIR, True)
 
 
 def gunicorn_path() -> str:

@@ -91,7 +91,7 @@ def test_one_key_sent_100_times_over_two_instances_delivers_one_email(send_key, 
     assert statuses[200] >= 1
     bodies = [reply.json() for reply in replies if reply.status == 200]
     assert len({body["sendId"] for body in bodies}) == 1
-    assert sum(not body["reused"] for body in bodies) <= 1
+    assert sum(not body["reused"] for body in bodies) == 1
     for reply in replies:
         if reply.status == 409:
             assert reply.json()["code"] == "idempotency_in_progress"
@@ -331,7 +331,8 @@ def test_dropped_database_connections_fail_cleanly_and_recover(send_key, smtp):
 
 def test_worker_killed_holding_a_key_is_taken_over_after_the_lock_timeout(send_key, smtp):
     smtp.mode = "hold"  # delivery hangs in DATA: the key stays claimed
-    env = {"IDEMPOTENCY_LOCK_TIMEOUT_SECONDS": "5", "EMAIL_TIMEOUT": "30"}
+    # Long enough that the 409 below is certain on a loaded machine, short for the suite.
+    env = {"IDEMPOTENCY_LOCK_TIMEOUT_SECONDS": "8", "EMAIL_TIMEOUT": "30"}
     body = dict(SEED_BODY, subject=f"crash {uuid.uuid4().hex[:8]}")
     with LiveServers(count=2, smtp_port=smtp.port, env=env) as servers:
         first = threading.Thread(

@@ -1,0 +1,13 @@
+from django.urls import path
+
+from bench.views import BaselineView
+from fluxomail import urls
+
+urlpatterns = [
+    path("bench/baseline", BaselineView.as_view(), name="bench-baseline"),
+    *urls.urlpatterns,
+]
+
+handler400 = urls.handler400
+handler404 = urls.handler404
+handler500 = urls.handler500

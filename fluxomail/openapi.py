@@ -1,0 +1,532 @@
+"""The OpenAPI 3 document (/api/v1/openapi.json) and its human docs page (/api/v1/docs).
+
+drf-spectacular builds the document from the views; this module adds what it cannot infer:
+the key authentication, the request and response bodies of the send API, every error answer
+(problem+json, SPEC.md section 4) and the headers. The annotations are applied here, where the
+views are imported, so that the views stay free of documentation code.
+"""
+
+from django.urls import path
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_view,
+)
+from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+
+from fluxomail.api import PROBLEM_CONTENT_TYPE, TITLES
+from sends import timeline, views
+
+# -- authentication ---------------------------------------------------------------------------
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    """`Authorization: Bearer <key>` or `x-api-key: <key>` (SPEC.md section 2)."""
+
+    target_class = "accounts.authentication.ApiKeyAuthentication"
+    name = ["bearerAuth", "apiKeyHeader"]
+
+    def get_security_requirement(self, auto_schema) -> list[dict]:
+        # Either header authenticates: two alternatives, not both at once.
+        return [{name: []} for name in self.name]
+
+    def get_security_definition(self, auto_schema) -> list[dict]:
+        return [
+            {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An API key: `flx_` + 8-character id + `_` + secret.",
+            },
+            {"type": "apiKey", "in": "header", "name": "x-api-key"},
+        ]
+
+
+# -- bodies -----------------------------------------------------------------------------------
+
+
+class ProblemSerializer(serializers.Serializer):
+    """Every error: RFC 9457 members plus the fields Fluxomail's docs and SDK read."""
+
+    type = serializers.CharField(help_text="`/docs/errors/<code>`")
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    code = serializers.ChoiceField(choices=sorted(TITLES))
+    error = serializers.CharField(help_text="Same as `message`.")
+    message = serializers.CharField()
+    details = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="Field name to messages on a 400; `{}` otherwise.",
+    )
+    requestId = serializers.CharField()  # noqa: N815 (wire name)
+    sendId = serializers.CharField(  # noqa: N815
+        required=False, help_text="On a 500 after the send was created."
+    )
+
+    class Meta:
+        ref_name = "Problem"
+
+
+@extend_schema_field({"type": "string", "format": "email", "maxLength": 320})
+class _Address(serializers.CharField):
+    pass
+
+
+@extend_schema_field({"type": "string", "minLength": 1, "pattern": "^[^\\r\\n]+$"})
+class _OneLine(serializers.CharField):
+    pass
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "format": "email"},
+            {"type": "array", "items": {"type": "string", "format": "email"}, "maxItems": 50},
+        ],
+        "description": "One address or a list; at most 50 recipients in to, cc and bcc.",
+    }
+)
+class _Recipients(serializers.Field):
+    pass
+
+
+class _AttachmentSerializer(serializers.Serializer):
+    filename = serializers.CharField(max_length=255)
+    contentBase64 = serializers.CharField()  # noqa: N815
+    contentType = serializers.CharField(required=False)  # noqa: N815
+
+    class Meta:
+        ref_name = "Attachment"
+
+
+class SendEmailRequestSerializer(serializers.Serializer):
+    """The send body (SPEC.md section 3). Unknown fields are refused with a 400."""
+
+    to = _Address(help_text="One address; `Name <addr>` allowed.")
+    subject = _OneLine(max_length=998)
+    content = serializers.CharField(help_text="The text/plain part, at most 1 MB.")
+    htmlContent = serializers.CharField(  # noqa: N815
+        required=False, help_text="The text/html part: CSS inlined, tracking injected."
+    )
+    cc = _Recipients(required=False)
+    bcc = _Recipients(required=False)
+    attachments = _AttachmentSerializer(many=True, required=False, max_length=5)
+    policyKey = serializers.CharField(  # noqa: N815
+        required=False, help_text="`transactional` (default) or `bulk`, or the org's own."
+    )
+    idempotencyKey = serializers.CharField(  # noqa: N815
+        required=False, max_length=255, help_text="For clients that cannot set the header."
+    )
+    fromName = _OneLine(required=False, max_length=200)  # noqa: N815
+    fromEmail = serializers.EmailField(  # noqa: N815
+        required=False, help_text="An address on the organization's sending domain."
+    )
+    replyTo = _Address(required=False)  # noqa: N815
+    headers = serializers.DictField(
+        child=serializers.CharField(), required=False, help_text="`X-…`/`List-…`, at most 20."
+    )
+    metadata = serializers.DictField(
+        child=serializers.CharField(max_length=500), required=False, help_text="At most 10 keys."
+    )
+
+    class Meta:
+        ref_name = "SendEmailRequest"
+
+
+class SendEmailResultSerializer(serializers.Serializer):
+    sendId = serializers.CharField()  # noqa: N815
+    status = serializers.ChoiceField(choices=["sent"])
+    messageId = serializers.CharField()  # noqa: N815
+    reused = serializers.BooleanField(help_text="True on an idempotent replay.")
+
+    class Meta:
+        ref_name = "SendEmailResult"
+
+
+class SendSerializer(serializers.Serializer):
+    id = serializers.CharField(help_text="`sends_` + 26 characters, sortable by time.")
+    to = serializers.CharField()
+    subject = serializers.CharField()
+    status = serializers.ChoiceField(choices=["pending", "sent", "failed"])
+    policy = serializers.CharField()
+    endpoint = serializers.ChoiceField(choices=["send", "send-global"])
+    idempotencyKey = serializers.CharField(allow_null=True)  # noqa: N815
+    requestId = serializers.CharField(allow_null=True)  # noqa: N815
+    metadata = serializers.DictField(child=serializers.CharField())
+    createdAt = serializers.DateTimeField()  # noqa: N815
+    updatedAt = serializers.DateTimeField()  # noqa: N815
+
+    class Meta:
+        ref_name = "Send"
+
+
+class SendPageSerializer(serializers.Serializer):
+    data = SendSerializer(many=True)
+    nextCursor = serializers.CharField(  # noqa: N815
+        allow_null=True, help_text="Pass as `cursor` for the next page; null on the last."
+    )
+
+    class Meta:
+        ref_name = "SendPage"
+
+
+class MessageAttemptSerializer(serializers.Serializer):
+    provider = serializers.CharField()
+    # "from" is a keyword: declared under another name, renamed in get_fields.
+    from_ = serializers.CharField()
+    to = serializers.ListField(child=serializers.CharField())
+    providerMessageId = serializers.CharField(allow_null=True)  # noqa: N815
+    feedbackId = serializers.CharField(allow_null=True)  # noqa: N815
+    error = serializers.CharField(allow_null=True)
+    createdAt = serializers.DateTimeField()  # noqa: N815
+
+    class Meta:
+        ref_name = "MessageAttempt"
+
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["from"] = fields.pop("from_")
+        return fields
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "required": ["type", "ts"],
+        "properties": {
+            "type": {
+                "type": "string",
+                "enum": [
+                    "sent",
+                    "failed",
+                    "delivered",
+                    "bounced",
+                    "complained",
+                    "opened",
+                    "clicked",
+                ],
+            },
+            "ts": {"type": "string", "format": "date-time"},
+        },
+        "additionalProperties": True,
+        "description": "The event's type and time with its own data (url, userAgentClass, ...).",
+    }
+)
+class _Event(serializers.Field):
+    pass
+
+
+class EngagementSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    machineCount = serializers.IntegerField()  # noqa: N815
+    firstAt = serializers.DateTimeField(allow_null=True)  # noqa: N815
+    lastAt = serializers.DateTimeField(allow_null=True)  # noqa: N815
+
+    class Meta:
+        ref_name = "Engagement"
+
+
+class SendTimelineSerializer(serializers.Serializer):
+    send = SendSerializer()
+    messages = MessageAttemptSerializer(many=True)
+    events = serializers.ListField(child=_Event())
+    opens = EngagementSerializer()
+    clicks = EngagementSerializer()
+
+    class Meta:
+        ref_name = "SendTimeline"
+
+
+# -- headers ----------------------------------------------------------------------------------
+
+_STR = OpenApiTypes.STR
+_HEADER = OpenApiParameter.HEADER
+_DIGITS = {"type": "string", "pattern": "^[0-9]+$"}
+
+REQUEST_ID_HEADERS = [
+    OpenApiParameter(
+        "X-Request-Id",
+        _STR,
+        _HEADER,
+        description="Echoed when 1 to 128 characters of [A-Za-z0-9._-]; else generated.",
+    ),
+    OpenApiParameter(
+        "X-Request-Id",
+        _STR,
+        _HEADER,
+        response=True,
+        required=True,
+        description="This request's id, also in the error body and the logs.",
+    ),
+    OpenApiParameter(
+        "Fluxomail-Request-Id",
+        _STR,
+        _HEADER,
+        response=True,
+        required=True,
+        description="Same value as X-Request-Id (read by the JavaScript SDK).",
+    ),
+    OpenApiParameter(
+        "Fluxomail-Version",
+        {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
+        _HEADER,
+        description="API version date, e.g. 2025-09-01 (one version today).",
+    ),
+]
+
+_RATE_LIMIT_CODES = [200, 429]
+SEND_HEADERS = [
+    OpenApiParameter(
+        "Idempotency-Key",
+        {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7e]+$"},
+        _HEADER,
+        description=(
+            "Unique per logical request. A repeat with the same body returns the first result "
+            "for 24 hours; with a different body it is a 422; while the first still runs, a 409."
+        ),
+    ),
+    OpenApiParameter(
+        "Idempotency-Key",
+        _STR,
+        _HEADER,
+        response=True,
+        description="Echo of the idempotency key used, when one was given.",
+    ),
+    OpenApiParameter(
+        "Fluxomail-Version",
+        _STR,
+        _HEADER,
+        response=True,
+        description="The API version that answered (2025-09-01).",
+    ),
+    OpenApiParameter(
+        "Idempotency-Replayed",
+        {"type": "string", "enum": ["true"]},
+        _HEADER,
+        response=[200],
+        description="Present on a replayed result.",
+    ),
+    OpenApiParameter(
+        "X-RateLimit-Limit", _DIGITS, _HEADER, response=_RATE_LIMIT_CODES, description="Cap."
+    ),
+    OpenApiParameter(
+        "X-RateLimit-Remaining",
+        _DIGITS,
+        _HEADER,
+        response=_RATE_LIMIT_CODES,
+        description="Requests left in this minute.",
+    ),
+    OpenApiParameter(
+        "X-RateLimit-Reset",
+        _DIGITS,
+        _HEADER,
+        response=_RATE_LIMIT_CODES,
+        description="UTC epoch seconds when the window resets.",
+    ),
+    OpenApiParameter(
+        "RateLimit-Policy",
+        _STR,
+        _HEADER,
+        response=_RATE_LIMIT_CODES,
+        description='IETF draft: `"per-minute";q=<cap>;w=60`.',
+    ),
+    OpenApiParameter(
+        "RateLimit",
+        _STR,
+        _HEADER,
+        response=_RATE_LIMIT_CODES,
+        description='IETF draft: `"per-minute";r=<remaining>;t=<seconds>`.',
+    ),
+    OpenApiParameter(
+        "Retry-After",
+        _DIGITS,
+        _HEADER,
+        response=[409, 429, 503],
+        description="Whole seconds to wait before retrying.",
+    ),
+]
+
+_AUTH_HEADER = OpenApiParameter(
+    "WWW-Authenticate",
+    {"type": "string", "enum": ["Bearer"]},
+    _HEADER,
+    response=[401],
+    required=True,
+)
+
+
+def problem(description: str, code: str) -> OpenApiResponse:
+    return OpenApiResponse(
+        ProblemSerializer,
+        description=f"{description} (code `{code}`).",
+    )
+
+
+AUTH_ERRORS = {
+    401: problem("Missing, malformed, unknown, revoked or expired key", "invalid_key"),
+    403: problem("Missing scope or paused organization", "missing_scope / tenant_paused"),
+    406: problem("The Accept header excludes JSON", "not_acceptable"),
+    500: problem("Internal error; names the sendId when a send was created", "internal_error"),
+}
+
+SEND_RESPONSES = {
+    200: OpenApiResponse(
+        SendEmailResultSerializer,
+        description="Sent, or the first result replayed (`reused: true`).",
+        examples=[
+            OpenApiExample(
+                "sent",
+                {
+                    "sendId": "sends_01jabcdef0123456789abcdefg",
+                    "status": "sent",
+                    "messageId": "<175.1@fluxomail.local>",
+                    "reused": False,
+                },
+            )
+        ],
+    ),
+    400: problem(
+        "Malformed JSON, or invalid fields (each one named in details)", "validation_error"
+    ),
+    **AUTH_ERRORS,
+    409: problem("A request with this idempotency key is still running", "idempotency_in_progress"),
+    413: problem("Request body too large", "payload_too_large"),
+    415: problem("The body is not JSON", "unsupported_media_type"),
+    422: problem("Idempotency key reused with a different body", "idempotency_key_reused"),
+    429: problem("Per-minute cap reached (see Retry-After)", "rate_limited"),
+    503: problem(
+        "A dependency is down (the database; Redis when rate limits fail closed)",
+        "service_unavailable",
+    ),
+}
+
+READ_RESPONSES = {
+    **AUTH_ERRORS,
+    400: problem("Invalid filter or cursor", "validation_error"),
+    404: problem("No such send in your organization", "not_found"),
+    503: problem("The database is unavailable", "service_unavailable"),
+}
+
+_DAY_OR_TIME = {
+    "anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]
+}
+_QUERY = OpenApiParameter.QUERY
+LIST_PARAMETERS = [
+    OpenApiParameter(
+        "limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}, _QUERY
+    ),
+    OpenApiParameter("cursor", {"type": "string", "maxLength": 200}, _QUERY),
+    OpenApiParameter("status", {"type": "string", "enum": ["pending", "sent", "failed"]}, _QUERY),
+    OpenApiParameter("endpoint", {"type": "string", "enum": ["send", "send-global"]}, _QUERY),
+    OpenApiParameter(
+        "to", {"type": "string", "maxLength": 500}, _QUERY, description="Part of the recipient."
+    ),
+    OpenApiParameter("from", _DAY_OR_TIME, _QUERY, description="Created at or after (UTC)."),
+    OpenApiParameter(
+        "until", _DAY_OR_TIME, _QUERY, description="Created before; a bare date includes it."
+    ),
+]
+
+_SEND_DESCRIPTION = (
+    "Sends one email. Checks run in this order: key (401), scope (403), paused organization "
+    "(403), JSON (400/413/415), idempotency replay or conflict (200/422/409), rate limit (429), "
+    "validation (400), send. Idempotency keys are scoped to the organization and kept 24 hours."
+)
+
+
+def _with_media_types(responses: dict) -> dict:
+    """Errors are application/problem+json, successes application/json."""
+    return {
+        (code, "application/json" if code < 400 else PROBLEM_CONTENT_TYPE): response
+        for code, response in sorted(responses.items())
+    }
+
+
+def _send_schema(summary: str):
+    return extend_schema(
+        summary=summary,
+        description=_SEND_DESCRIPTION,
+        request={"application/json": SendEmailRequestSerializer},
+        examples=[
+            OpenApiExample(
+                "seed",
+                {
+                    "to": "user@example.com",
+                    "subject": "Hello",
+                    "content": "Hi there",
+                    "htmlContent": "<p>Hi there</p>",
+                },
+                request_only=True,
+            )
+        ],
+        responses=_with_media_types(SEND_RESPONSES),
+        parameters=REQUEST_ID_HEADERS + SEND_HEADERS + [_AUTH_HEADER],
+        tags=["Sending"],
+    )
+
+
+def _annotate() -> None:
+    """Attaches the documentation to the API views (once, at import)."""
+    extend_schema_view(post=_send_schema("Send an email"))(views.SendEmailView)
+    extend_schema_view(
+        get=extend_schema(
+            summary="List sends",
+            operation_id="sends_list",
+            description="The organization's sends, newest first, in pages of `limit`.",
+            responses=_with_media_types({200: SendPageSerializer, **READ_RESPONSES}),
+            parameters=LIST_PARAMETERS + REQUEST_ID_HEADERS + [_AUTH_HEADER],
+            tags=["Sends"],
+        )
+    )(timeline.SendListView)
+    extend_schema_view(
+        get=extend_schema(
+            summary="A send's timeline",
+            operation_id="sends_retrieve",
+            description="The send, its delivery attempts and its events in time order.",
+            responses=_with_media_types({200: SendTimelineSerializer, **READ_RESPONSES}),
+            parameters=[
+                OpenApiParameter(
+                    "send_id",
+                    {"type": "string", "pattern": "^sends_[0-9a-z]{26}$"},
+                    OpenApiParameter.PATH,
+                )
+            ]
+            + REQUEST_ID_HEADERS
+            + [_AUTH_HEADER],
+            tags=["Sends"],
+        )
+    )(timeline.SendDetailView)
+
+
+_annotate()
+
+
+# -- serving ----------------------------------------------------------------------------------
+
+
+class OpenApiDocumentView(SpectacularJSONAPIView):
+    """The document itself: public, like any API reference page."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+
+class OpenApiDocsView(SpectacularSwaggerView):
+    """Swagger UI with its assets from drf-spectacular-sidecar (served by whitenoise, no CDN)."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    url_name = "openapi-document"
+
+
+urlpatterns = [
+    path("openapi.json", OpenApiDocumentView.as_view(), name="openapi-document"),
+    path("docs", OpenApiDocsView.as_view(), name="openapi-docs"),
+]

@@ -1,0 +1,149 @@
+"""The OpenAPI document and its docs page: complete, valid, served without any CDN."""
+
+import re
+
+import pytest
+from django.test import Client
+from drf_spectacular.validation import validate_schema
+
+from fluxomail.api import TITLES
+
+SEND_ERRORS = {"400", "401", "403", "406", "409", "413", "415", "422", "429", "500", "503"}
+
+
+@pytest.fixture
+def document(db) -> dict:
+    response = Client().get("/api/v1/openapi.json")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("application/vnd.oai.openapi+json")
+    return response.json()
+
+
+def test_document_is_valid_openapi_3(document):
+    assert document["openapi"].startswith("3.")
+    assert document["info"]["title"] == "Fluxomail API"
+    validate_schema(document)  # raises on an invalid document
+
+
+def test_document_lists_every_api_operation(document):
+    assert sorted(document["paths"]) == [
+        "/api/v1/emails/send",
+        "/api/v1/emails/send-global",
+        "/api/v1/sends",
+        "/api/v1/sends/{send_id}",
+    ]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/emails/send", "/api/v1/emails/send-global"])
+def test_send_operation_documents_body_success_and_every_error(document, path):
+    operation = document["paths"][path]["post"]
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/SendEmailRequest"}
+    request = document["components"]["schemas"]["SendEmailRequest"]
+    assert sorted(request["required"]) == ["content", "subject", "to"]
+    assert {"htmlContent", "cc", "bcc", "attachments", "policyKey", "idempotencyKey"} <= set(
+        request["properties"]
+    )
+    responses = operation["responses"]
+    assert set(responses) == {"200"} | SEND_ERRORS
+    assert responses["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/SendEmailResult"
+    }
+    for code in SEND_ERRORS:
+        assert responses[code]["content"] == {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+        }, code
+
+
+def test_send_operation_documents_request_and_response_headers(document):
+    operation = document["paths"]["/api/v1/emails/send"]["post"]
+    request_headers = {p["name"] for p in operation["parameters"] if p["in"] == "header"}
+    assert request_headers == {"Idempotency-Key", "X-Request-Id", "Fluxomail-Version"}
+    ok = operation["responses"]["200"]["headers"]
+    assert {
+        "X-Request-Id",
+        "Fluxomail-Request-Id",
+        "Fluxomail-Version",
+        "Idempotency-Key",
+        "Idempotency-Replayed",
+        "X-RateLimit-Limit",
+        "X-RateLimit-Remaining",
+        "X-RateLimit-Reset",
+        "RateLimit-Policy",
+        "RateLimit",
+    } == set(ok)
+    assert ok["X-Request-Id"]["required"] is True
+    assert "Retry-After" in operation["responses"]["429"]["headers"]
+    assert "Retry-After" in operation["responses"]["409"]["headers"]
+    assert operation["responses"]["401"]["headers"]["WWW-Authenticate"]["required"] is True
+
+
+def test_problem_schema_has_every_documented_member_and_code(document):
+    problem = document["components"]["schemas"]["Problem"]
+    assert set(problem["required"]) == {
+        "type",
+        "title",
+        "status",
+        "detail",
+        "code",
+        "error",
+        "message",
+        "details",
+        "requestId",
+    }
+    code_ref = problem["properties"]["code"]["$ref"].rsplit("/", 1)[1]
+    assert set(document["components"]["schemas"][code_ref]["enum"]) == set(TITLES)
+
+
+def test_document_declares_bearer_and_x_api_key_as_alternatives(document):
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key: `flx_` + 8-character id + `_` + secret.",
+    }
+    assert schemes["apiKeyHeader"] == {"type": "apiKey", "in": "header", "name": "x-api-key"}
+    for path in document["paths"].values():
+        for operation in path.values():
+            assert operation["security"] == [{"bearerAuth": []}, {"apiKeyHeader": []}]
+
+
+def test_document_needs_no_key_and_ignores_a_bad_one(db):
+    response = Client().get("/api/v1/openapi.json", HTTP_AUTHORIZATION="Bearer nope")
+    assert response.status_code == 200
+
+
+def test_docs_page_loads_its_assets_from_this_service_only(db, settings):
+    # Production serves collectstatic's copy; here whitenoise reads the installed packages.
+    settings.WHITENOISE_USE_FINDERS = True
+    client = Client()
+    response = client.get("/api/v1/docs")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "/api/v1/openapi.json" in html
+    sources = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert sources, html
+    assert all(source.startswith("/") for source in sources), sources
+    scripts = [s for s in sources if s.endswith(".js")]
+    assert any("swagger-ui-bundle" in s for s in scripts), scripts
+    for script in scripts:
+        assert client.get(script).status_code == 200, script
+
+
+def test_timeline_operations_document_their_bodies_filters_and_errors(document):
+    listing = document["paths"]["/api/v1/sends"]["get"]
+    query = {p["name"] for p in listing["parameters"] if p["in"] == "query"}
+    assert query == {"limit", "cursor", "status", "endpoint", "to", "from", "until"}
+    assert listing["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/SendPage"
+    }
+    detail = document["paths"]["/api/v1/sends/{send_id}"]["get"]
+    assert detail["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/SendTimeline"
+    }
+    for operation in (listing, detail):
+        assert {"400", "401", "403", "404", "500", "503"} <= set(operation["responses"])
+    timeline = document["components"]["schemas"]["SendTimeline"]
+    assert set(timeline["properties"]) == {"send", "messages", "events", "opens", "clicks"}
+    attempt = document["components"]["schemas"]["MessageAttempt"]
+    assert "from" in attempt["properties"] and "from_" not in attempt["properties"]

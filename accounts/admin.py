@@ -1,5 +1,6 @@
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -90,14 +91,19 @@ class ApiKeyAdmin(admin.ModelAdmin):
             super().save_model(request, obj, form, change)
             return
         obj.created_by = request.user
-        token = obj.issue_token()
+        # Kept on the instance for response_add only: never in a message, the session or a log.
+        obj.new_token = obj.issue_token()
         super().save_model(request, obj, form, change)
-        # Shown once: the session-backed message is deleted as soon as it is displayed.
-        self.message_user(
-            request,
-            f"New API key {obj.name}: {token} — copy it now, it will not be shown again.",
-            messages.WARNING,
-        )
+
+    def response_add(self, request, obj, post_url_continue=None):
+        """Shows the new key once, in the answer to the POST itself (no redirect, no storage)."""
+        token = getattr(obj, "new_token", None)
+        if token is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {**self.admin_site.each_context(request), "key": obj, "token": token}
+        response = TemplateResponse(request, "admin/accounts/apikey/created.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
 
     @admin.action(description="Revoke selected keys")
     def revoke(self, request, queryset):

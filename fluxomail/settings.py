@@ -219,6 +219,9 @@ SESSION_COOKIE_SAMESITE = "Lax"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# How many reverse proxies in front append to X-Forwarded-For (0: clients connect directly);
+# the login throttle counts per client address taken from there.
+TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0, minimum=0)
 if env_bool("SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
@@ -257,6 +260,8 @@ RATELIMIT_USE_CACHE = "default"
 USAGE_FLUSH_SECONDS = env_float("USAGE_FLUSH_SECONDS", 0.0, minimum=0.0)
 # Tracking: opens within this many seconds of sending are flagged as likely machine opens.
 TRACKING_MACHINE_OPEN_SECONDS = env_int("TRACKING_MACHINE_OPEN_SECONDS", 2, minimum=0)
+# Opens (and, apart, clicks) recorded per send and minute; the pixel and redirect answer anyway.
+TRACKING_MAX_EVENTS_PER_MINUTE = env_int("TRACKING_MAX_EVENTS_PER_MINUTE", 20, minimum=1)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ApiKeyAuthentication"],

@@ -5,9 +5,11 @@ nor its raw user agent is stored; an event keeps a coarse user-agent class and a
 flag for opens and clicks that a proxy or scanner most likely made.
 """
 
+import time
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -62,6 +64,22 @@ def _not_found() -> HttpResponse:
     return _no_store(problem_response(404, "not_found", "Not found"))
 
 
+def _within_recording_budget(kind: str, send: Send) -> bool:
+    """At most TRACKING_MAX_EVENTS_PER_MINUTE recorded opens (or clicks) per send and minute.
+
+    The URLs are public: without a cap, anyone holding one mail could insert rows without end
+    and inflate its counts. Past the cap the pixel and the redirect still answer; only the
+    event is not stored. A cache outage records everything (fail open, like rate limits).
+    """
+    key = f"trk:{kind}:{send.pk}:{int(time.time() // 60)}"
+    try:
+        if cache.add(key, 1, timeout=120):
+            return True
+        return cache.incr(key) <= settings.TRACKING_MAX_EVENTS_PER_MINUTE
+    except Exception:
+        return True
+
+
 def _sent_at(send: Send):
     first_sent = (
         Event.objects.filter(send=send, type=Event.Type.SENT)
@@ -79,7 +97,7 @@ def open_pixel(request: HttpRequest, token: str) -> HttpResponse:
     send = Send.objects.filter(public_id=send_public_id).first() if send_public_id else None
     if send is None:
         return _not_found()
-    if request.method == "GET":
+    if request.method == "GET" and _within_recording_budget("o", send):
         # HEAD is what link checkers send; only a real fetch of the image counts as an open.
         now = timezone.now()
         agent_class = user_agent_class(request.headers.get("User-Agent", ""))
@@ -105,7 +123,7 @@ def click(request: HttpRequest, token: str) -> HttpResponse:
     if send is None:
         return _not_found()
     _, position, url = value
-    if request.method == "GET":
+    if request.method == "GET" and _within_recording_budget("c", send):
         agent_class = user_agent_class(request.headers.get("User-Agent", ""))
         Event.objects.create(
             send=send,

@@ -110,6 +110,41 @@ def test_login_is_throttled_per_address(client, alice):
     assert "_auth_user_id" not in client.session
 
 
+def test_login_behind_a_proxy_is_throttled_per_forwarded_address(client, alice, settings):
+    settings.TRUSTED_PROXY_HOPS = 1
+    for i in range(10):
+        client.post(
+            "/accounts/login/",
+            {"username": f"user{i}", "password": "x"},
+            REMOTE_ADDR="10.9.9.9",
+            HTTP_X_FORWARDED_FOR=f"1.2.3.4, 203.0.113.{i % 2}",
+        )
+    # Same proxy, another client: not throttled by the others' failures.
+    response = client.post(
+        "/accounts/login/",
+        {"username": "alice", "password": alice.password},
+        REMOTE_ADDR="10.9.9.9",
+        HTTP_X_FORWARDED_FOR="198.51.100.7",
+    )
+    assert response.status_code == 302
+    # The client who failed five times from 203.0.113.0, whatever it puts in front, is counted.
+    client.logout()
+    for _ in range(5):
+        client.post(
+            "/accounts/login/",
+            {"username": "other", "password": "x"},
+            REMOTE_ADDR="10.9.9.9",
+            HTTP_X_FORWARDED_FOR="6.6.6.6, 203.0.113.0",
+        )
+    response = client.post(
+        "/accounts/login/",
+        {"username": "alice", "password": alice.password},
+        REMOTE_ADDR="10.9.9.9",
+        HTTP_X_FORWARDED_FOR="7.7.7.7, 203.0.113.0",
+    )
+    assert response.status_code == 429
+
+
 def test_throttled_login_does_not_even_check_the_password(client, alice):
     checked = []
 
@@ -253,12 +288,15 @@ def test_csv_export_equals_the_table(alice_client, history, chart):
     assert rows[1:] == table_rows(html, chart)
 
 
-def test_csv_neutralises_key_names_that_look_like_formulas(alice_client, alice, make_key, frozen):
-    key = make_key(alice.organization, name="=HYPERLINK(1)")
+@pytest.mark.parametrize("name", ["=HYPERLINK(1)", "+1", "-1", "@SUM(1)", "\tcmd", "\rcmd"])
+def test_csv_neutralises_key_names_that_look_like_formulas(
+    alice_client, alice, make_key, frozen, name
+):
+    key = make_key(alice.organization, name=name)
     counter(alice.organization, key.key, "send", hour(15, 9), requests=1, sends=1)
     response = alice_client.get("/dashboard/usage.csv?days=7&chart=key")
     header = next(csv.reader(io.StringIO(response.content.decode())))
-    assert header == ["day", f"'=HYPERLINK(1) ({key.key.prefix})"]
+    assert header == ["day", f"'{name} ({key.key.prefix})"]
 
 
 def test_csv_of_an_unknown_chart_is_404(alice_client, history):

@@ -132,6 +132,27 @@ def test_every_pixel_fetch_records_one_open(send, policy):
     ]
 
 
+def test_opens_and_clicks_past_the_per_minute_cap_answer_but_are_not_recorded(
+    send, policy, settings
+):
+    settings.TRACKING_MAX_EVENTS_PER_MINUTE = 3
+    rendered = tracking.inject(HTML, send=send, policy=policy)
+    (click_path,) = click_paths(rendered)
+    client = Client()
+    with time_machine.travel(START + timedelta(hours=1), tick=False) as traveller:
+        pixels = [client.get(pixel_path(rendered)) for _ in range(5)]
+        clicks = [client.get(click_path) for _ in range(5)]
+        assert [r.status_code for r in pixels] == [200] * 5
+        assert [r.status_code for r in clicks] == [302] * 5
+        assert len(events(send, "opened")) == 3
+        assert len(events(send, "clicked")) == 3
+        traveller.shift(timedelta(minutes=1))
+        client.get(pixel_path(rendered))
+        client.get(click_path)
+    assert len(events(send, "opened")) == 4
+    assert len(events(send, "clicked")) == 4
+
+
 def test_an_open_right_after_sending_is_flagged_as_machine(send, policy):
     path = pixel_path(tracking.inject(HTML, send=send, policy=policy))
     with time_machine.travel(START + timedelta(seconds=1), tick=False):

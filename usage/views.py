@@ -8,6 +8,7 @@ import csv
 from collections.abc import Callable
 from functools import wraps
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -38,6 +39,22 @@ SENDS_PER_PAGE = 50
 LOGIN_RATE = "10/m"
 
 
+def client_ip(group: str, request: HttpRequest) -> str:
+    """The client's address: REMOTE_ADDR, or behind TRUSTED_PROXY_HOPS proxies the
+    X-Forwarded-For entry that the outermost trusted proxy added (entries further left are
+    whatever the client sent, and could dodge the throttle)."""
+    hops = settings.TRUSTED_PROXY_HOPS
+    if hops:
+        forwarded = [
+            part.strip()
+            for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
+            if part.strip()
+        ]
+        if len(forwarded) >= hops:
+            return forwarded[-hops]
+    return request.META.get("REMOTE_ADDR", "")
+
+
 def _username_key(group: str, request: HttpRequest) -> str:
     return request.POST.get("username", "").strip().lower()
 
@@ -52,7 +69,7 @@ class LoginView(auth_views.LoginView):
     def post(self, request, *args, **kwargs):
         # Both counters are incremented on every attempt so that neither one can be dodged.
         by_ip = is_ratelimited(
-            request, group="login-ip", key="ip", rate=LOGIN_RATE, method="POST", increment=True
+            request, group="login-ip", key=client_ip, rate=LOGIN_RATE, method="POST", increment=True
         )
         by_user = is_ratelimited(
             request,
@@ -166,7 +183,7 @@ def usage(request: HttpRequest) -> HttpResponse:
 
 def _csv_safe(text: str) -> str:
     # A key name such as "=HYPERLINK(...)" would run as a formula in a spreadsheet.
-    return f"'{text}" if text[:1] in ("=", "+", "-", "@") else text
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 @require_GET

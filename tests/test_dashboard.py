@@ -376,6 +376,13 @@ def test_sends_page_lists_the_organizations_sends_with_a_status_filter(alice_cli
     assert failed.public_id in html and sent.public_id not in html
 
 
+def test_sends_page_finds_a_recipient_written_with_a_display_name(alice_client):
+    named = make_send(alice_client_org(alice_client), to="Zed Example <zed@example.com>")
+    other = make_send(alice_client_org(alice_client), to="amy@example.com")
+    html = alice_client.get("/dashboard/sends/?to=zed@example.com").content.decode()
+    assert named.public_id in html and other.public_id not in html
+
+
 def alice_client_org(client):
     return Membership.objects.get(user__username="alice").organization
 

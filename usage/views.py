@@ -265,7 +265,8 @@ def sends(request: HttpRequest) -> HttpResponse:
         if data["endpoint"]:
             qs = qs.filter(endpoint=data["endpoint"])
         if data["to"]:
-            qs = qs.filter(to=data["to"])
+            # Matches "Name <addr>" as well as a bare address, within one organization.
+            qs = qs.filter(to__icontains=data["to"])
         if data["before"]:
             qs = qs.filter(public_id__lt=data["before"])
     # Keyset paging on the time-sortable public id: no OFFSET and no COUNT on a big table.

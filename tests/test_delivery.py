@@ -112,6 +112,25 @@ def test_text_only_mail_is_a_single_text_part(api, send_key, seed_body, smtp_ser
     assert message.get_content_type() == "text/plain"
 
 
+def test_internationalised_domains_go_out_in_punycode(api, send_key, seed_body, smtp_server):
+    seed_body.update(to="Zoë <user@bücher.example>", cc="cc@exämple.com")
+
+    response = send(api, send_key, seed_body)
+
+    assert response.status_code == 200, response.content
+    [envelope] = smtp_server.messages
+    assert sorted(envelope.rcpt_tos) == ["cc@xn--exmple-cua.com", "user@xn--bcher-kva.example"]
+    raw = envelope.content.decode("ascii")
+    assert "To: =?utf-8?q?Zo=C3=AB?= <user@xn--bcher-kva.example>" in raw.splitlines()
+    assert "Cc: cc@xn--exmple-cua.com" in raw.splitlines()
+    sent = Send.objects.get()
+    assert (sent.to, sent.cc, sent.status) == (
+        "=?utf-8?q?Zo=C3=AB?= <user@xn--bcher-kva.example>",
+        ["cc@xn--exmple-cua.com"],
+        "sent",
+    )
+
+
 def test_the_smtp_connection_is_reused_across_sends(api, send_key, seed_body, smtp_server):
     for _ in range(3):
         assert send(api, send_key, seed_body).status_code == 200

@@ -264,10 +264,20 @@ class SendEmailSerializer(StrictSerializer):
         return value
 
     def validate_fromEmail(self, value: str) -> str:  # noqa: N802
-        from sends.delivery import identity_domain
+        from sends.delivery import identity
 
         _, addr = parseaddr(value)
-        domain = identity_domain(self.organization)
+        _, identity_address = identity(self.organization)
+        if not self.organization.from_email:
+            # Without an identity of its own an organization sends as the service: any other
+            # address on that domain (security@, billing@) would speak for the operator.
+            if addr.lower() != identity_address.lower():
+                raise serializers.ValidationError(
+                    "Without a sending identity only the default address "
+                    f"{identity_address} may be used."
+                )
+            return identity_address
+        domain = identity_address.rpartition("@")[2]
         if addr.rpartition("@")[2].lower() != domain.lower():
             raise serializers.ValidationError(f"Must be an address on {domain}.")
         return addr

@@ -507,6 +507,30 @@ def test_from_email_outside_the_identity_domain_is_400(api, send_key, seed_body)
     }
 
 
+def test_from_email_on_the_default_domain_without_an_identity_is_400(
+    api, send_key, seed_body, acme
+):
+    acme.from_name, acme.from_email = "", ""
+    acme.save()
+    seed_body["fromEmail"] = "security@fluxomail.local"
+
+    assert field_errors(send(api, send_key, seed_body)) == {
+        "fromEmail": [
+            "Without a sending identity only the default address no-reply@fluxomail.local "
+            "may be used."
+        ]
+    }
+
+
+def test_the_exact_default_address_without_an_identity_is_accepted(api, send_key, seed_body, acme):
+    acme.from_name, acme.from_email = "", ""
+    acme.save()
+    seed_body.update(fromEmail="No-Reply@Fluxomail.local", fromName="Acme")
+
+    assert send(api, send_key, seed_body).status_code == 200
+    assert mail.outbox[0].from_email == "Acme <no-reply@fluxomail.local>"
+
+
 def test_from_email_and_name_on_the_identity_domain_are_used(api, send_key, seed_body):
     seed_body["fromEmail"] = "billing@acme.test"
     seed_body["fromName"] = "Acme Billing"

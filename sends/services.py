@@ -43,8 +43,10 @@ def _build_message(
     message_id = delivery.new_message_id(organization)
     headers = dict(data.get("headers", {}))
     headers["Message-ID"] = message_id
-    # Feedback-ID (Gmail's feedback loop): campaign:customer:type:sender, the send id first.
-    headers["Feedback-ID"] = f"{send.public_id}:{organization.pk}:{send.policy_key}:fluxomail"
+    # Feedback-ID (Gmail's feedback loop): campaign:customer:type:sender, the send id first. The
+    # customer is the organization's public slug: its integer pk would tell every recipient how
+    # many organizations the service has.
+    headers["Feedback-ID"] = f"{send.public_id}:{organization.slug}:{send.policy_key}:fluxomail"
     message = EmailMultiAlternatives(
         subject=data["subject"],
         body=data["content"],

@@ -94,7 +94,7 @@ def test_mail_reaches_the_smtp_server_with_its_mime_structure(
     assert message["X-Campaign"] == "welcome"
     assert message["Message-ID"] == answer["messageId"]
     assert message["Message-ID"].endswith("@acme.test>")
-    assert message["Feedback-ID"].split(":")[0] == answer["sendId"]
+    assert message["Feedback-ID"] == f"{answer['sendId']}:acme:transactional:fluxomail"
 
     attempt = Message.objects.get(send__public_id=answer["sendId"])
     assert attempt.provider == "sends.delivery.PooledSMTPBackend"

@@ -9,11 +9,16 @@ Two steps, so that answers that must not use up a key (400, 429) never do:
    claims, failed records and expired records are taken over by a conditional UPDATE that only
    one request can win.
 
+A claim is a lease: `locked_at` is the token of the worker that holds it. complete() and fail()
+write only while the record is still in progress under that same `locked_at`, so a worker whose
+claim was taken over after the lock timeout cannot overwrite the new owner's answer.
+
 Nothing here holds a lock while the provider is called: every statement runs on its own.
 """
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -30,6 +35,8 @@ HEADER = "Idempotency-Key"
 BODY_FIELD = "idempotencyKey"
 
 State = IdempotencyRecord.State
+
+logger = logging.getLogger("fluxomail.idempotency")
 
 
 @dataclass
@@ -171,13 +178,14 @@ def claim(
         return record
 
     queryset = IdempotencyRecord.objects.filter(pk=record.pk)
+    lease = _fresh_lease(now, record.locked_at)
     if record.expires_at <= now:
         # Expired: the key may be used afresh, as if the record did not exist.
         won = queryset.filter(expires_at__lte=now).update(
             endpoint=request.endpoint,
             fingerprint=request.fingerprint,
             state=State.IN_PROGRESS,
-            locked_at=now,
+            locked_at=lease,
             send=None,
             response_status=None,
             response_body=None,
@@ -185,17 +193,43 @@ def claim(
             expires_at=_expires_at(now),
         )
         record.send = None
+        record.created_at = now
     elif record.state == State.FAILED:
-        won = queryset.filter(state=State.FAILED).update(state=State.IN_PROGRESS, locked_at=now)
+        won = queryset.filter(state=State.FAILED).update(state=State.IN_PROGRESS, locked_at=lease)
     else:
         # An abandoned claim: its worker died or hung past the lock timeout.
-        won = queryset.filter(state=State.IN_PROGRESS, locked_at__lt=_lock_cutoff(now)).update(
-            locked_at=now
-        )
+        won = queryset.filter(
+            state=State.IN_PROGRESS, locked_at=record.locked_at, locked_at__lt=_lock_cutoff(now)
+        ).update(locked_at=lease)
+        if won and record.send is None:
+            # The worker may have died after storing its Send: retry on that Send (same sendId)
+            # rather than create a second one. Only takeovers pay for this query.
+            record.send = _abandoned_send(organization, request, record)
     if not won:
         return _answer_loser(organization, request)
-    record.state, record.locked_at = State.IN_PROGRESS, now
+    record.state, record.locked_at = State.IN_PROGRESS, lease
     return record
+
+
+def _fresh_lease(now, previous):
+    """A locked_at no earlier holder can have: `now`, or just after the previous lease."""
+    if previous is not None and previous >= now:
+        return previous + timedelta(microseconds=1)
+    return now
+
+
+def _abandoned_send(
+    organization: Organization, request: IdempotencyRequest, record: IdempotencyRecord
+) -> Send | None:
+    return (
+        Send.objects.filter(
+            organization=organization,
+            idempotency_key=request.key,
+            created_at__gte=record.created_at,
+        )
+        .order_by("created_at", "pk")
+        .first()
+    )
 
 
 def _answer_loser(organization: Organization, request: IdempotencyRequest) -> Replay:
@@ -208,16 +242,31 @@ def _answer_loser(organization: Organization, request: IdempotencyRequest) -> Re
     raise IdempotencyInProgress()
 
 
-def complete(record: IdempotencyRecord, send: Send, body: dict) -> None:
-    IdempotencyRecord.objects.filter(pk=record.pk).update(
+def _held(record: IdempotencyRecord):
+    """The record, if this worker's lease on it still holds (see the module docstring)."""
+    return IdempotencyRecord.objects.filter(
+        pk=record.pk, state=State.IN_PROGRESS, locked_at=record.locked_at
+    )
+
+
+def complete(record: IdempotencyRecord, send: Send, body: dict) -> bool:
+    """Stores the answer to replay; False (and nothing written) when the lease was lost."""
+    updated = _held(record).update(
         state=State.COMPLETED, send=send, response_status=200, response_body=body, locked_at=None
     )
+    if not updated:
+        logger.warning("idempotency claim %s was taken over; answer not stored", record.pk)
+    return bool(updated)
 
 
-def fail(record: IdempotencyRecord, send: Send | None) -> None:
-    IdempotencyRecord.objects.filter(pk=record.pk).update(
+def fail(record: IdempotencyRecord, send: Send | None) -> bool:
+    """Marks the key retryable; False (and nothing written) when the lease was lost."""
+    updated = _held(record).update(
         state=State.FAILED, send=send, response_status=500, locked_at=None
     )
+    if not updated:
+        logger.warning("idempotency claim %s was taken over; failure not stored", record.pk)
+    return bool(updated)
 
 
 def purge_expired(now=None) -> int:

@@ -36,21 +36,53 @@ RESERVED_HEADERS = {
 _HEADER_NAME = re.compile(r"^(X|List)-[A-Za-z0-9][A-Za-z0-9-]*$", re.IGNORECASE)
 _CONTENT_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$")
 _BASE64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# What may not reach a header: C0 but TAB, DEL, C1 (NEL \x85 among them) and the Unicode line and
+# paragraph separators. Python's email package refuses or folds on several of them at delivery,
+# long after the Send was stored; CR/LF would inject headers.
+_HEADER_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+CONTROL_MESSAGE = "Must not contain line breaks or other control characters."
+LOCAL_PART_MESSAGE = (
+    "The part before the @ must be ASCII: internationalised mailbox names (SMTPUTF8) are not "
+    "supported."
+)
+DOMAIN_MESSAGE = "The domain is not a valid internationalised domain name."
 
 
-def has_line_break(value: str) -> bool:
-    return "\r" in value or "\n" in value
+def has_control(value: str) -> bool:
+    return _HEADER_CONTROL.search(value) is not None
 
 
-def no_line_breaks(value: str) -> None:
-    if has_line_break(value):
-        raise serializers.ValidationError("Must not contain line breaks (CR or LF).")
+def no_control(value: str) -> None:
+    if has_control(value):
+        raise serializers.ValidationError(CONTROL_MESSAGE)
+
+
+def ascii_address(addr: str) -> str:
+    """`addr` with its domain IDNA-encoded (punycode); ValidationError when it cannot be sent.
+
+    The local part must be ASCII already: sending it otherwise needs SMTPUTF8 end to end.
+    """
+    local, at, domain = addr.rpartition("@")
+    if not at:
+        raise serializers.ValidationError("Enter a valid email address.")
+    if not local.isascii():
+        raise serializers.ValidationError(LOCAL_PART_MESSAGE)
+    try:
+        encoded = domain.encode("idna")
+        # Decoding back catches ASCII labels that are not valid punycode (`xn--a`).
+        encoded.decode("idna")
+    except UnicodeError:
+        raise serializers.ValidationError(DOMAIN_MESSAGE) from None
+    return f"{local}@{encoded.decode('ascii')}"
 
 
 def parse_address(value: str) -> tuple[str, str]:
-    """One address, `addr` or `Name <addr>`, as (name, addr); ValidationError otherwise."""
-    no_line_breaks(value)
+    """One address, `addr` or `Name <addr>`, as (name, addr); ValidationError otherwise.
+
+    The address comes back with an ASCII (punycode) domain.
+    """
+    no_control(value)
     text = value.strip()
     if not text:
         raise serializers.ValidationError("Enter a valid email address.")
@@ -63,6 +95,7 @@ def parse_address(value: str) -> tuple[str, str]:
             raise serializers.ValidationError("Enter a valid email address.")
     elif addr != text:
         raise serializers.ValidationError("Enter a valid email address.")
+    addr = ascii_address(addr)
     try:
         validate_email(addr)
     except DjangoValidationError:
@@ -164,7 +197,7 @@ class AttachmentSerializer(StrictSerializer):
             raise serializers.ValidationError("Must be valid base64.") from None
 
     def validate_contentType(self, value: str) -> str:  # noqa: N802
-        if not _CONTENT_TYPE.match(value):
+        if not _CONTENT_TYPE.fullmatch(value):
             raise serializers.ValidationError("Must be a MIME type such as application/pdf.")
         return value.lower()
 
@@ -211,7 +244,7 @@ class SendEmailSerializer(StrictSerializer):
         return self.context["organization"]
 
     def validate_subject(self, value: str) -> str:
-        no_line_breaks(value)
+        no_control(value)
         return value
 
     def _bounded(self, value: str) -> str:
@@ -227,14 +260,24 @@ class SendEmailSerializer(StrictSerializer):
         return self._bounded(value)
 
     def validate_fromName(self, value: str) -> str:  # noqa: N802
-        no_line_breaks(value)
+        no_control(value)
         return value
 
     def validate_fromEmail(self, value: str) -> str:  # noqa: N802
-        from sends.delivery import identity_domain
+        from sends.delivery import identity
 
         _, addr = parseaddr(value)
-        domain = identity_domain(self.organization)
+        _, identity_address = identity(self.organization)
+        if not self.organization.from_email:
+            # Without an identity of its own an organization sends as the service: any other
+            # address on that domain (security@, billing@) would speak for the operator.
+            if addr.lower() != identity_address.lower():
+                raise serializers.ValidationError(
+                    "Without a sending identity only the default address "
+                    f"{identity_address} may be used."
+                )
+            return identity_address
+        domain = identity_address.rpartition("@")[2]
         if addr.rpartition("@")[2].lower() != domain.lower():
             raise serializers.ValidationError(f"Must be an address on {domain}.")
         return addr
@@ -251,14 +294,16 @@ class SendEmailSerializer(StrictSerializer):
             raise serializers.ValidationError(f"At most {MAX_HEADERS} headers.")
         errors, seen = [], set()
         for name, header_value in value.items():
-            if not _HEADER_NAME.match(name):
+            if not _HEADER_NAME.fullmatch(name):
                 errors.append(f"{name!r}: header names must start with X- or List-.")
             elif name.lower() in RESERVED_HEADERS or name.lower().startswith("x-fluxomail-"):
                 errors.append(f"{name!r}: this header is set by the service.")
             elif name.lower() in seen:
                 errors.append(f"{name!r}: given twice.")
-            if has_line_break(header_value):
-                errors.append(f"{name!r}: values must not contain line breaks (CR or LF).")
+            if has_control(header_value):
+                errors.append(
+                    f"{name!r}: values must not contain line breaks or other control characters."
+                )
             seen.add(name.lower())
         if errors:
             raise serializers.ValidationError(errors)

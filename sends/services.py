@@ -43,8 +43,10 @@ def _build_message(
     message_id = delivery.new_message_id(organization)
     headers = dict(data.get("headers", {}))
     headers["Message-ID"] = message_id
-    # Feedback-ID (Gmail's feedback loop): campaign:customer:type:sender, the send id first.
-    headers["Feedback-ID"] = f"{send.public_id}:{organization.pk}:{send.policy_key}:fluxomail"
+    # Feedback-ID (Gmail's feedback loop): campaign:customer:type:sender, the send id first. The
+    # customer is the organization's public slug: its integer pk would tell every recipient how
+    # many organizations the service has.
+    headers["Feedback-ID"] = f"{send.public_id}:{organization.slug}:{send.policy_key}:fluxomail"
     message = EmailMultiAlternatives(
         subject=data["subject"],
         body=data["content"],
@@ -104,6 +106,17 @@ def _html_part(message: EmailMultiAlternatives) -> str:
     return ""
 
 
+def _release(record: IdempotencyRecord | None, send: Send | None) -> bool:
+    """Marks the claim failed (retryable); False when another worker took the claim over.
+
+    A worker past the lock timeout must not mark the Send failed either: the new owner of the
+    claim may already have delivered it.
+    """
+    if record is None:
+        return True
+    return idempotency.fail(record, send)
+
+
 def send_email(
     *,
     org: Organization,
@@ -141,10 +154,8 @@ def send_email(
         message = _build_message(org, send, data, policy)
     except Exception as exc:
         logger.error("send preparation failed: %s", type(exc).__name__, exc_info=exc)
-        if send is not None:
+        if _release(record, send) and send is not None:
             send.mark(Send.Status.FAILED)
-        if record is not None:
-            idempotency.fail(record, send)
         extra = {"sendId": send.public_id} if send is not None else {}
         raise InternalError(extra=extra) from exc
 
@@ -168,9 +179,8 @@ def send_email(
         Event.objects.create(
             send=send, message=attempt, type=Event.Type.FAILED, data={"error": attempt.error}
         )
-        send.mark(Send.Status.FAILED)
-        if record is not None:
-            idempotency.fail(record, send)
+        if _release(record, send):
+            send.mark(Send.Status.FAILED)
         logger.warning("delivery of %s failed: %s", send.public_id, attempt.error)
         raise InternalError(
             "Email delivery failed; retry with the same idempotency key",

@@ -94,7 +94,7 @@ def test_mail_reaches_the_smtp_server_with_its_mime_structure(
     assert message["X-Campaign"] == "welcome"
     assert message["Message-ID"] == answer["messageId"]
     assert message["Message-ID"].endswith("@acme.test>")
-    assert message["Feedback-ID"].split(":")[0] == answer["sendId"]
+    assert message["Feedback-ID"] == f"{answer['sendId']}:acme:transactional:fluxomail"
 
     attempt = Message.objects.get(send__public_id=answer["sendId"])
     assert attempt.provider == "sends.delivery.PooledSMTPBackend"
@@ -110,6 +110,25 @@ def test_text_only_mail_is_a_single_text_part(api, send_key, seed_body, smtp_ser
 
     message = parsed(smtp_server.messages[0])
     assert message.get_content_type() == "text/plain"
+
+
+def test_internationalised_domains_go_out_in_punycode(api, send_key, seed_body, smtp_server):
+    seed_body.update(to="Zoë <user@bücher.example>", cc="cc@exämple.com")
+
+    response = send(api, send_key, seed_body)
+
+    assert response.status_code == 200, response.content
+    [envelope] = smtp_server.messages
+    assert sorted(envelope.rcpt_tos) == ["cc@xn--exmple-cua.com", "user@xn--bcher-kva.example"]
+    raw = envelope.content.decode("ascii")
+    assert "To: =?utf-8?q?Zo=C3=AB?= <user@xn--bcher-kva.example>" in raw.splitlines()
+    assert "Cc: cc@xn--exmple-cua.com" in raw.splitlines()
+    sent = Send.objects.get()
+    assert (sent.to, sent.cc, sent.status) == (
+        "=?utf-8?q?Zo=C3=AB?= <user@xn--bcher-kva.example>",
+        ["cc@xn--exmple-cua.com"],
+        "sent",
+    )
 
 
 def test_the_smtp_connection_is_reused_across_sends(api, send_key, seed_body, smtp_server):

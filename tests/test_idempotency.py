@@ -10,8 +10,9 @@ from django.core import mail
 from django.core.management import call_command
 from django.utils import timezone
 
+from sends import idempotency, services
 from sends.delivery import PooledSMTPBackend
-from sends.models import IdempotencyRecord, Send
+from sends.models import IdempotencyRecord, Message, Send
 from usage.models import UsageCounter
 
 SEND = "/api/v1/emails/send"
@@ -115,14 +116,22 @@ class TestConflicts:
         assert response.json()["code"] == "idempotency_in_progress"
         assert len(mail.outbox) == 1
 
-    def test_abandoned_claim_is_taken_over_after_the_lock_timeout(
-        self, api, send_key, seed_body, settings
+    def test_abandoned_claim_is_retried_on_the_send_the_dead_worker_stored(
+        self, api, send_key, seed_body, acme, settings
     ):
         settings.IDEMPOTENCY_LOCK_TIMEOUT_SECONDS = 60
+        request = idempotency.from_request({"Idempotency-Key": "order-1"}, seed_body, "send")
         with time_machine.travel(timezone.now(), tick=False) as traveller:
-            send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="order-1")
-            # A worker that died mid-send: its claim was never completed.
-            IdempotencyRecord.objects.update(state="in_progress", locked_at=timezone.now())
+            # A worker claims the key, stores its Send, then dies before delivering.
+            idempotency.claim(acme, request, None)
+            orphan = services._create_send(
+                organization=acme,
+                key=send_key.key,
+                endpoint="send",
+                data=dict(seed_body, policyKey="transactional"),
+                request_id="req-dead-worker",
+                idempotency_key="order-1",
+            )
             traveller.shift(timedelta(seconds=30))
             assert send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="order-1").status_code == 409
             traveller.shift(timedelta(seconds=31))
@@ -131,8 +140,60 @@ class TestConflicts:
 
         assert response.status_code == 200
         assert response.json()["reused"] is False
-        assert response.json()["sendId"] == Send.objects.get().public_id
-        assert IdempotencyRecord.objects.get().state == "completed"
+        assert response.json()["sendId"] == orphan.public_id
+        assert Send.objects.get().status == "sent"
+        assert Message.objects.filter(send=orphan).count() == 1
+        record = IdempotencyRecord.objects.get()
+        assert (record.state, record.send_id) == ("completed", orphan.pk)
+        assert len(mail.outbox) == 1
+
+    def test_late_worker_cannot_overwrite_the_answer_of_the_worker_that_took_over(
+        self, api, send_key, seed_body, acme, settings
+    ):
+        settings.IDEMPOTENCY_LOCK_TIMEOUT_SECONDS = 60
+        request = idempotency.from_request({"Idempotency-Key": "order-1"}, seed_body, "send")
+        with time_machine.travel(timezone.now(), tick=False) as traveller:
+            # Worker A claims the key and hangs past the lock timeout; B takes over and delivers.
+            stale = idempotency.claim(acme, request, None)
+            traveller.shift(timedelta(seconds=61))
+            taken_over = send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="order-1")
+            delivered = Send.objects.get()
+
+            # A wakes up and reports a failure, then an answer of its own: neither is stored.
+            assert idempotency.fail(stale, None) is False
+            assert idempotency.complete(stale, delivered, {"sendId": "sends_stale"}) is False
+            record = IdempotencyRecord.objects.get()
+            retry = send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="order-1")
+
+        assert taken_over.status_code == 200
+        assert (record.state, record.send_id, record.response_status, record.locked_at) == (
+            "completed",
+            delivered.pk,
+            200,
+            None,
+        )
+        assert record.response_body == taken_over.json()
+        assert retry.status_code == 200
+        assert retry.json() == dict(taken_over.json(), reused=True)
+        assert len(mail.outbox) == 1
+
+    def test_takeover_gives_the_new_worker_a_lease_the_old_one_does_not_hold(
+        self, send_key, seed_body, acme, settings
+    ):
+        settings.IDEMPOTENCY_LOCK_TIMEOUT_SECONDS = 60
+        request = idempotency.from_request({"Idempotency-Key": "order-1"}, seed_body, "send")
+        with time_machine.travel(timezone.now(), tick=False) as traveller:
+            stale = idempotency.claim(acme, request, None)
+            first_lease = stale.locked_at
+            traveller.shift(timedelta(seconds=61))
+            found = idempotency.lookup(acme, request)
+            owner = idempotency.claim(acme, request, found)
+
+        assert owner.locked_at > first_lease
+        assert IdempotencyRecord.objects.get().locked_at == owner.locked_at
+        assert idempotency.fail(stale, None) is False
+        assert idempotency.fail(owner, None) is True
+        assert IdempotencyRecord.objects.get().state == "failed"
 
     def test_a_429_does_not_use_up_the_key(self, api, make_key, alice, seed_body):
         key = make_key(alice.organization, rate_limit=1)

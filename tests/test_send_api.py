@@ -47,7 +47,8 @@ def test_seed_body_is_sent_and_answers_exactly_four_fields(api, send_key, seed_b
     assert sent.to == ["user@example.com"]
     assert sent.from_email == "Acme <hello@acme.test>"
     assert sent.extra_headers["Message-ID"] == body["messageId"]
-    assert sent.extra_headers["Feedback-ID"].startswith(body["sendId"] + ":")
+    assert sent.extra_headers["Feedback-ID"] == f"{body['sendId']}:acme:transactional:fluxomail"
+    assert message.feedback_id == sent.extra_headers["Feedback-ID"]
 
 
 def test_idempotency_key_is_echoed_and_stored(api, send_key, seed_body):

@@ -248,7 +248,7 @@ def test_line_break_in_subject_is_400(api, send_key, seed_body):
     seed_body["subject"] = "Hello\r\nBcc: victim@example.com"
 
     assert field_errors(send(api, send_key, seed_body)) == {
-        "subject": ["Must not contain line breaks (CR or LF)."]
+        "subject": ["Must not contain line breaks or other control characters."]
     }
 
 
@@ -256,7 +256,7 @@ def test_line_break_in_to_is_400(api, send_key, seed_body):
     seed_body["to"] = "user@example.com\nBcc: victim@example.com"
 
     assert field_errors(send(api, send_key, seed_body)) == {
-        "to": ["Must not contain line breaks (CR or LF)."]
+        "to": ["Must not contain line breaks or other control characters."]
     }
 
 
@@ -270,7 +270,105 @@ def test_line_break_in_custom_header_value_is_400(api, send_key, seed_body):
     seed_body["headers"] = {"X-Campaign": "a\r\nBcc: x@example.com"}
 
     assert field_errors(send(api, send_key, seed_body)) == {
-        "headers": ["'X-Campaign': values must not contain line breaks (CR or LF)."]
+        "headers": [
+            "'X-Campaign': values must not contain line breaks or other control characters."
+        ]
+    }
+
+
+CONTROL_CHARACTERS = ["\x00", "\x07", "\x0b", "\x0c", "\x1c", "\x1f", "\x7f", "\x85", "\x9b"]
+CONTROL_CHARACTERS += ["\u2028", "\u2029"]
+CONTROL = "Must not contain line breaks or other control characters."
+
+
+def _with_control(field: str, char: str) -> dict:
+    """A body whose `field` carries `char` in the middle of an otherwise valid value."""
+    return {
+        "to": {"to": f"Us{char}er <user@example.com>"},
+        "cc": {"cc": [f"cc{char}x@example.com"]},
+        "bcc": {"bcc": f"Bcc{char} <bcc@example.com>"},
+        "replyTo": {"replyTo": f"reply{char}@example.com"},
+        "fromEmail": {"fromEmail": f"Billing{char} <billing@acme.test>"},
+        "fromName": {"fromName": f"Acme{char}Billing"},
+        "subject": {"subject": f"Hello{char}there"},
+    }[field]
+
+
+@pytest.mark.parametrize("char", CONTROL_CHARACTERS, ids=lambda c: f"U+{ord(c):04X}")
+@pytest.mark.parametrize(
+    "field", ["to", "cc", "bcc", "replyTo", "fromEmail", "fromName", "subject"]
+)
+def test_control_character_in_a_header_field_is_400_naming_the_field(
+    api, send_key, seed_body, field, char
+):
+    seed_body.update(_with_control(field, char))
+
+    errors = field_errors(send(api, send_key, seed_body))
+
+    assert list(errors) == [field]
+    if char != "\x00":  # DRF's own check answers first for NUL ("Null characters...").
+        assert errors[field] in ([CONTROL], [f"Item 0: {CONTROL}"])
+
+
+@pytest.mark.parametrize("char", ["\x0b", "\x0c", "\x1c", "\x85", "\u2028"])
+def test_control_character_in_a_custom_header_value_is_400(api, send_key, seed_body, char):
+    seed_body["headers"] = {"X-Campaign": f"spring{char}sale"}
+
+    assert field_errors(send(api, send_key, seed_body)) == {
+        "headers": [
+            "'X-Campaign': values must not contain line breaks or other control characters."
+        ]
+    }
+
+
+@pytest.mark.parametrize("char", ["\x0b", "\x1c", "\x85", "\x9f", "\u2029"])
+def test_control_character_in_an_attachment_filename_is_400(api, send_key, seed_body, char):
+    seed_body["attachments"] = [_attachment(name=f"report{char}.txt")]
+
+    assert field_errors(send(api, send_key, seed_body)) == {
+        "attachments.0.filename": ["Must not contain path separators or control characters."]
+    }
+
+
+def test_tab_in_the_subject_is_accepted(api, send_key, seed_body):
+    seed_body["subject"] = "Hello\tthere"
+
+    assert send(api, send_key, seed_body).status_code == 200
+    assert mail.outbox[0].subject == "Hello\tthere"
+
+
+def test_trailing_newline_in_a_custom_header_name_is_400(api, send_key, seed_body):
+    seed_body["headers"] = {"X-Campaign\n": "spring"}
+
+    assert list(field_errors(send(api, send_key, seed_body))) == ["headers"]
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("to", "jörg@example.com"),
+        ("cc", ["Zoë <zoë@example.com>"]),
+        ("replyTo", "ünsubscribe@bücher.example"),
+    ],
+)
+def test_non_ascii_local_part_is_400_naming_the_field(api, send_key, seed_body, field, value):
+    seed_body[field] = value
+    message = (
+        "The part before the @ must be ASCII: internationalised mailbox names (SMTPUTF8) are "
+        "not supported."
+    )
+
+    errors = field_errors(send(api, send_key, seed_body))
+
+    assert errors == {field: [f"Item 0: {message}" if field == "cc" else message]}
+
+
+@pytest.mark.parametrize("domain", ["xn--a.example", "ex\ufffdample.com", "a" * 64 + "ü.com"])
+def test_undecodable_domain_is_400(api, send_key, seed_body, domain):
+    seed_body["to"] = f"user@{domain}"
+
+    assert field_errors(send(api, send_key, seed_body)) == {
+        "to": ["The domain is not a valid internationalised domain name."]
     }
 
 
@@ -407,6 +505,30 @@ def test_from_email_outside_the_identity_domain_is_400(api, send_key, seed_body)
     assert field_errors(send(api, send_key, seed_body)) == {
         "fromEmail": ["Must be an address on acme.test."]
     }
+
+
+def test_from_email_on_the_default_domain_without_an_identity_is_400(
+    api, send_key, seed_body, acme
+):
+    acme.from_name, acme.from_email = "", ""
+    acme.save()
+    seed_body["fromEmail"] = "security@fluxomail.local"
+
+    assert field_errors(send(api, send_key, seed_body)) == {
+        "fromEmail": [
+            "Without a sending identity only the default address no-reply@fluxomail.local "
+            "may be used."
+        ]
+    }
+
+
+def test_the_exact_default_address_without_an_identity_is_accepted(api, send_key, seed_body, acme):
+    acme.from_name, acme.from_email = "", ""
+    acme.save()
+    seed_body.update(fromEmail="No-Reply@Fluxomail.local", fromName="Acme")
+
+    assert send(api, send_key, seed_body).status_code == 200
+    assert mail.outbox[0].from_email == "Acme <no-reply@fluxomail.local>"
 
 
 def test_from_email_and_name_on_the_identity_domain_are_used(api, send_key, seed_body):

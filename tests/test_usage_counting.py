@@ -2,11 +2,13 @@
 
 import threading
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 import time_machine
 from django.db import connection
 
+from sends import views
 from usage import recording
 from usage.models import UsageCounter, UsageRejection
 
@@ -20,7 +22,10 @@ def send(api, key, body, path=SEND, **extra):
 
 @pytest.mark.django_db
 class TestCounting:
-    def test_a_send_is_counted_in_its_utc_hour_bucket(self, api, send_key, seed_body):
+    def test_a_send_is_counted_in_its_utc_hour_bucket(self, api, send_key, seed_body, monkeypatch):
+        # The view's clock: the request starts at 100.0 s and is counted at 100.25 s.
+        readings = iter([100.0, 100.25])
+        monkeypatch.setattr(views, "time", SimpleNamespace(monotonic=lambda: next(readings)))
         with time_machine.travel(datetime(2026, 3, 1, 14, 42, 7, tzinfo=UTC), tick=False):
             send(api, send_key, seed_body)
 
@@ -37,7 +42,7 @@ class TestCounting:
             0,
             0,
         )
-        assert counter.latency_ms_total >= 0
+        assert counter.latency_ms_total == 250
 
     def test_requests_in_the_same_hour_add_up_and_the_next_hour_starts_a_new_row(
         self, api, send_key, seed_body

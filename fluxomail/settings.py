@@ -259,8 +259,9 @@ IDEMPOTENCY_LOCK_TIMEOUT_SECONDS = env_int("IDEMPOTENCY_LOCK_TIMEOUT_SECONDS", 6
 # (fail open, the default: mail keeps flowing) or refuse them with 503 (fail closed).
 RATELIMIT_FAIL_OPEN = env_bool("RATELIMIT_FAIL_OPEN", True)
 RATELIMIT_USE_CACHE = "default"
-# Usage counters are added up in each worker and written at most this often (0: every request).
-USAGE_FLUSH_SECONDS = env_float("USAGE_FLUSH_SECONDS", 0.0, minimum=0.0)
+# Usage counters are added up in each worker and written by a background thread this often
+# (0: by every request itself; the development default, so that the dashboard is exact at once).
+USAGE_FLUSH_SECONDS = env_float("USAGE_FLUSH_SECONDS", 1.0 if PRODUCTION else 0.0, minimum=0.0)
 # Tracking: opens within this many seconds of sending are flagged as likely machine opens.
 TRACKING_MACHINE_OPEN_SECONDS = env_int("TRACKING_MACHINE_OPEN_SECONDS", 2, minimum=0)
 # Opens (and, apart, clicks) recorded per send and minute; the pixel and redirect answer anyway.

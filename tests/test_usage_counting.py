@@ -1,6 +1,7 @@
 """Usage counters of the send API: hourly buckets per key and endpoint, written by upsert."""
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -120,3 +121,29 @@ def test_concurrent_upserts_lose_no_increment(send_key):
 
     counter = UsageCounter.objects.get()
     assert (counter.requests, counter.sends, counter.latency_ms_total) == (160, 160, 800)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_buffered_counts_are_written_by_the_background_thread(settings, alice, make_key):
+    settings.USAGE_FLUSH_SECONDS = 0.05
+    key = make_key(alice.organization)
+    outcome = recording.Outcome(
+        organization_id=alice.organization.pk,
+        api_key_id=key.key.pk,
+        endpoint="send",
+        status=200,
+        sent=True,
+        latency_ms=7,
+    )
+    for _ in range(3):
+        recording.record(outcome)
+    # No request comes after these: the worker's thread writes them on its own. Poll (bounded)
+    # for the row rather than sleeping a fixed time.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        row = UsageCounter.objects.filter(api_key=key.key).values("requests", "sends").first()
+        if row:
+            break
+        time.sleep(0.05)
+    assert row == {"requests": 3, "sends": 3}
+    settings.USAGE_FLUSH_SECONDS = 0

@@ -5,12 +5,14 @@ upsert statement (`INSERT ... ON CONFLICT DO UPDATE SET col = col + excluded.col
 autocommit after the request's work: concurrent requests never lose an increment, and no row
 lock is held for longer than that one statement.
 
-USAGE_FLUSH_SECONDS = 0 writes at the end of every request; > 0 adds up in the worker and writes
-at most that often (and at exit), trading a few seconds of lag for one statement per bucket.
+USAGE_FLUSH_SECONDS = 0 writes at the end of every request; > 0 adds up in the worker and a
+background thread writes the sums that often (and at exit): requests no longer wait for the
+upsert, at the price of that much lag and, if a worker is killed, that much lost counting.
 """
 
 import atexit
 import logging
+import os
 import threading
 import time
 from collections import Counter, defaultdict
@@ -147,18 +149,49 @@ def _write(counters: dict, rejections: dict) -> None:
         _upsert_rejection(bucket, code, count)
 
 
-def flush() -> None:
-    """Writes what the buffer holds (a no-op when nothing is buffered)."""
+def flush() -> bool:
+    """Writes what the buffer holds; False when nothing was buffered (no database access)."""
     counters, rejections = _buffer.take()
-    if counters or rejections:
-        try:
-            _write(counters, rejections)
-        except Exception as exc:
-            # Counting must never turn a delivered mail into an error answer.
-            logger.error("usage flush failed: %s", type(exc).__name__)
+    if not (counters or rejections):
+        return False
+    try:
+        _write(counters, rejections)
+    except Exception as exc:
+        # Counting must never turn a delivered mail into an error answer.
+        logger.error("usage flush failed: %s", type(exc).__name__)
+    return True
 
 
 atexit.register(flush)
+
+_flusher_lock = threading.Lock()
+_flusher_pid: int | None = None
+
+
+def _flush_forever() -> None:
+    while True:
+        every = settings.USAGE_FLUSH_SECONDS
+        time.sleep(min(every, 1.0) if every > 0 else 1.0)
+        if every > 0 and _buffer.due(every) and flush():
+            # This thread has its own database connection: let it go when stale or broken.
+            try:
+                connection.close_if_unusable_or_obsolete()
+            except Exception as exc:
+                logger.warning("usage flush connection check failed: %s", type(exc).__name__)
+
+
+def _ensure_flusher() -> None:
+    """One daemon thread per worker process writes the sums every USAGE_FLUSH_SECONDS, so that
+    requests never wait for the upsert and a quiet worker's last counts are not left behind.
+    Started lazily, and again in a forked child (threads do not survive a fork)."""
+    global _flusher_pid
+    pid = os.getpid()
+    if _flusher_pid == pid:
+        return
+    with _flusher_lock:
+        if _flusher_pid != pid:
+            threading.Thread(target=_flush_forever, name="usage-flush", daemon=True).start()
+            _flusher_pid = pid
 
 
 def record(outcome: Outcome, *, now: datetime | None = None) -> None:
@@ -174,8 +207,7 @@ def record(outcome: Outcome, *, now: datetime | None = None) -> None:
     every = settings.USAGE_FLUSH_SECONDS
     if every > 0:
         _buffer.add(bucket, increments, code)
-        if _buffer.due(every):
-            flush()
+        _ensure_flusher()
         return
     try:
         _upsert_counters(bucket, increments)

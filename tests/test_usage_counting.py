@@ -147,3 +147,40 @@ def test_buffered_counts_are_written_by_the_background_thread(settings, alice, m
         time.sleep(0.05)
     assert row == {"requests": 3, "sends": 3}
     settings.USAGE_FLUSH_SECONDS = 0
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_idle_flusher_lets_its_database_connection_go(settings, alice, make_key):
+    settings.USAGE_FLUSH_SECONDS = 0.05
+    key = make_key(alice.organization)
+    outcome = recording.Outcome(
+        organization_id=alice.organization.pk,
+        api_key_id=key.key.pk,
+        endpoint="send",
+        status=200,
+        sent=True,
+        latency_ms=1,
+    )
+    recording.record(outcome)
+
+    def others() -> int:
+        # Sessions on this test database besides this thread's own.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            return cursor.fetchone()[0]
+
+    deadline = time.monotonic() + 10
+    while not UsageCounter.objects.filter(api_key=key.key).exists():
+        assert time.monotonic() < deadline, "the flusher never wrote the buffered count"
+        time.sleep(0.05)
+    # Nothing more is buffered: within a few ticks the thread closes its connection, so idle
+    # workers hold no server slot (and the test database can be dropped at the end of the run).
+    deadline = time.monotonic() + 10
+    while others():
+        assert time.monotonic() < deadline, "the idle flusher kept its connection open"
+        time.sleep(0.05)
+    settings.USAGE_FLUSH_SECONDS = 0

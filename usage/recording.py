@@ -172,12 +172,18 @@ def _flush_forever() -> None:
     while True:
         every = settings.USAGE_FLUSH_SECONDS
         time.sleep(min(every, 1.0) if every > 0 else 1.0)
-        if every > 0 and _buffer.due(every) and flush():
-            # This thread has its own database connection: let it go when stale or broken.
-            try:
+        if every > 0 and not _buffer.due(every):
+            continue
+        wrote = every > 0 and flush()
+        # This thread has its own database connection. Keep it while there is work (stale or
+        # broken ones are replaced); an idle worker lets it go instead of holding a server slot.
+        try:
+            if wrote:
                 connection.close_if_unusable_or_obsolete()
-            except Exception as exc:
-                logger.warning("usage flush connection check failed: %s", type(exc).__name__)
+            else:
+                connection.close()
+        except Exception as exc:
+            logger.warning("usage flush connection check failed: %s", type(exc).__name__)
 
 
 def _ensure_flusher() -> None:

@@ -415,18 +415,24 @@ READ_RESPONSES = {
 }
 
 _DAY_OR_TIME = {
-    "anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]
+    "anyOf": [
+        {"type": "string", "format": "date", "maxLength": timeline.DATE_PARAM_MAX_LENGTH},
+        {"type": "string", "format": "date-time", "maxLength": timeline.DATE_PARAM_MAX_LENGTH},
+    ]
 }
 _QUERY = OpenApiParameter.QUERY
 LIST_PARAMETERS = [
     OpenApiParameter(
         "limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}, _QUERY
     ),
-    OpenApiParameter("cursor", {"type": "string", "maxLength": 200}, _QUERY),
+    OpenApiParameter("cursor", {"type": "string", "maxLength": timeline.CURSOR_MAX_LENGTH}, _QUERY),
     OpenApiParameter("status", {"type": "string", "enum": ["pending", "sent", "failed"]}, _QUERY),
     OpenApiParameter("endpoint", {"type": "string", "enum": ["send", "send-global"]}, _QUERY),
     OpenApiParameter(
-        "to", {"type": "string", "maxLength": 500}, _QUERY, description="Part of the recipient."
+        "to",
+        {"type": "string", "maxLength": timeline.TO_FILTER_MAX_LENGTH},
+        _QUERY,
+        description="Part of the recipient.",
     ),
     OpenApiParameter("from", _DAY_OR_TIME, _QUERY, description="Created at or after (UTC)."),
     OpenApiParameter(

@@ -8,6 +8,8 @@ from datetime import UTC, datetime, time, timedelta
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.utils import humanize_datetime
 from rest_framework.views import APIView
 
 from accounts.models import Scope
@@ -91,6 +93,13 @@ class SendDetailView(APIView):
         )
 
 
+# Bounds of the list's query parameters (also in its OpenAPI document): a cursor is 43
+# characters, an ISO 8601 date-time at most 32; together they keep the request line short.
+CURSOR_MAX_LENGTH = 64
+TO_FILTER_MAX_LENGTH = 320
+DATE_PARAM_MAX_LENGTH = 40
+
+
 def encode_cursor(public_id: str) -> str:
     return base64.urlsafe_b64encode(public_id.encode()).decode().rstrip("=")
 
@@ -111,6 +120,10 @@ class FlexibleDateTimeField(serializers.DateTimeField):
         super().__init__(**kwargs)
 
     def to_internal_value(self, value):
+        if isinstance(value, str) and len(value) > DATE_PARAM_MAX_LENGTH:
+            # The same answer as any other malformed value, without parsing a long one.
+            formats = getattr(self, "input_formats", None) or api_settings.DATETIME_INPUT_FORMATS
+            self.fail("invalid", format=humanize_datetime.datetime_formats(formats))
         if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
             day = serializers.DateField().to_internal_value(value)
             moment = datetime.combine(day, time.min, tzinfo=UTC)
@@ -122,10 +135,10 @@ class FlexibleDateTimeField(serializers.DateTimeField):
 
 class SendListQuery(serializers.Serializer):
     limit = serializers.IntegerField(min_value=1, max_value=100, default=20)
-    cursor = serializers.CharField(required=False, max_length=200)
+    cursor = serializers.CharField(required=False, max_length=CURSOR_MAX_LENGTH)
     status = serializers.ChoiceField(choices=Send.Status.choices, required=False)
     endpoint = serializers.ChoiceField(choices=Send.Endpoint.choices, required=False)
-    to = serializers.CharField(required=False, max_length=500)
+    to = serializers.CharField(required=False, max_length=TO_FILTER_MAX_LENGTH)
     # `from` is a Python keyword, hence the source rename.
     from_ = FlexibleDateTimeField(required=False)
     until = FlexibleDateTimeField(required=False, end_of_day=True)

@@ -359,7 +359,15 @@ def test_list_filters_by_status_endpoint_recipient_and_dates(api, read_key, acme
             "Datetime has wrong format. Use one of these formats instead: "
             "YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z].",
         ),
+        (
+            {"until": "2026-03-01T00:00:00.000000000000000+00:00"},
+            "until",
+            "Datetime has wrong format. Use one of these formats instead: "
+            "YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z].",
+        ),
         ({"from": "2026-03-05", "until": "2026-03-01"}, "until", "Must be after from."),
+        ({"cursor": "A" * 65}, "cursor", "Ensure this field has no more than 64 characters."),
+        ({"to": "a" * 321}, "to", "Ensure this field has no more than 320 characters."),
     ],
 )
 def test_list_rejects_bad_parameters_with_400(api, read_key, query, field, message):

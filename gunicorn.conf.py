@@ -1,0 +1,11 @@
+"""gunicorn's settings for Fluxomail, read from the working directory when gunicorn starts in a
+checkout (flags on the command line take precedence).
+
+limit_request_line: GET /api/v1/sends takes percent-encoded filters (`to` up to 320 characters,
+`cursor`, `from`, `until`), which can pass gunicorn's default of 4094 bytes with non-ASCII
+values; 8190 is gunicorn's largest and what nginx allows by default. Longer lines are refused by
+gunicorn itself with 414 before the application sees them.
+"""
+
+limit_request_line = 8190
+timeout = 30

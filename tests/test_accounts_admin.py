@@ -2,6 +2,7 @@ import re
 
 import pytest
 from django.contrib.admin.models import LogEntry
+from django.contrib.auth.signals import user_login_failed
 from django.contrib.sessions.models import Session
 
 from accounts.models import ApiKey, Organization, key_digest
@@ -74,3 +75,46 @@ def test_admin_is_refused_to_non_staff(client, alice):
     response = client.get("/admin/accounts/apikey/")
     assert response.status_code == 302
     assert response["Location"].startswith("/admin/login/")
+
+
+def test_admin_login_is_throttled_and_shares_the_owners_login_counters(client, django_user_model):
+    django_user_model.objects.create_superuser("root", "root@example.com", "pw-root")
+    checked = []
+
+    def on_failure(sender, credentials, **kwargs):
+        checked.append(credentials["username"])
+
+    user_login_failed.connect(on_failure)
+    try:
+        # Five guesses on the owners' page, five on the admin's: one budget for both.
+        for i in range(5):
+            client.post("/accounts/login/", {"username": "root", "password": f"guess{i}"})
+        for i in range(5):
+            response = client.post(
+                "/admin/login/?next=/admin/", {"username": "root", "password": f"again{i}"}
+            )
+            assert response.status_code == 200
+        response = client.post(
+            "/admin/login/?next=/admin/",
+            {"username": "root", "password": "pw-root", "next": "/admin/"},
+        )
+    finally:
+        user_login_failed.disconnect(on_failure)
+
+    # The right password is not even checked while the minute lasts.
+    assert response.status_code == 429
+    assert "Too many login attempts" in response.content.decode()
+    assert "_auth_user_id" not in client.session
+    assert checked == ["root"] * 10
+
+
+def test_admin_login_still_works_below_the_limit(client, django_user_model):
+    django_user_model.objects.create_superuser("root", "root@example.com", "pw-root")
+    client.post("/admin/login/", {"username": "root", "password": "wrong"})
+    response = client.post(
+        "/admin/login/?next=/admin/",
+        {"username": "root", "password": "pw-root", "next": "/admin/"},
+    )
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/"
+    assert client.session["_auth_user_id"]

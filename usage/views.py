@@ -8,7 +8,6 @@ import csv
 from collections.abc import Callable
 from functools import wraps
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -20,9 +19,9 @@ from django.utils.decorators import method_decorator
 from django.utils.html import escape
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_ratelimit.core import is_ratelimited
 
 from accounts.models import ApiKey, Membership
+from fluxomail.login_throttle import login_throttled
 from fluxomail.security import dashboard_csp, preview_csp
 from sends.models import Send
 from usage import analytics, charts
@@ -36,27 +35,6 @@ USAGE_CHARTS = {
     "key": analytics.by_key,
 }
 SENDS_PER_PAGE = 50
-LOGIN_RATE = "10/m"
-
-
-def client_ip(group: str, request: HttpRequest) -> str:
-    """The client's address: REMOTE_ADDR, or behind TRUSTED_PROXY_HOPS proxies the
-    X-Forwarded-For entry that the outermost trusted proxy added (entries further left are
-    whatever the client sent, and could dodge the throttle)."""
-    hops = settings.TRUSTED_PROXY_HOPS
-    if hops:
-        forwarded = [
-            part.strip()
-            for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
-            if part.strip()
-        ]
-        if len(forwarded) >= hops:
-            return forwarded[-hops]
-    return request.META.get("REMOTE_ADDR", "")
-
-
-def _username_key(group: str, request: HttpRequest) -> str:
-    return request.POST.get("username", "").strip().lower()
 
 
 @method_decorator(dashboard_csp, name="dispatch")
@@ -67,19 +45,7 @@ class LoginView(auth_views.LoginView):
     redirect_authenticated_user = True
 
     def post(self, request, *args, **kwargs):
-        # Both counters are incremented on every attempt so that neither one can be dodged.
-        by_ip = is_ratelimited(
-            request, group="login-ip", key=client_ip, rate=LOGIN_RATE, method="POST", increment=True
-        )
-        by_user = is_ratelimited(
-            request,
-            group="login-user",
-            key=_username_key,
-            rate=LOGIN_RATE,
-            method="POST",
-            increment=True,
-        )
-        if by_ip or by_user:
+        if login_throttled(request):
             # An unbound form: validating it would check the password, which is the very thing
             # the throttle is there to stop.
             form = self.get_form_class()(

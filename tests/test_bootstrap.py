@@ -1,10 +1,12 @@
 import json
+import re
 from io import StringIO
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db.models import Sum
+from rest_framework.test import APIClient
 
 from accounts.management.commands import bootstrap_demo
 from accounts.models import ApiKey, Membership, Organization, Scope
@@ -45,6 +47,17 @@ def test_bootstrap_demo_creates_org_owner_and_working_key(credentials):
     assert key.has_scope(Scope.SEND_EMAIL)
     assert 'curl -X POST "http://127.0.0.1:8000/api/v1/emails/send"' in output
     assert f"Authorization: Bearer {printed_key(output)}" in output
+    # The printed body is one line of JSON that the send API takes as it is.
+    body = json.loads(re.search(r"^    -d '(.*)'$", output, re.MULTILINE).group(1))
+    response = APIClient().post(
+        "/api/v1/emails/send",
+        body,
+        format="json",
+        HTTP_AUTHORIZATION=f"Bearer {printed_key(output)}",
+    )
+    assert response.status_code == 200
+    sent = Send.objects.get(public_id=response.json()["sendId"])
+    assert (sent.to, sent.subject, sent.status) == ("user@example.com", "Hello", "sent")
     saved = json.loads(credentials.read_text())
     assert user.check_password(saved["password"])
     assert saved["password"] in output

@@ -126,6 +126,15 @@ class Command(BaseCommand):
         samples = send_samples(organization, key) if created else []
 
         site = settings.SITE_URL
+        # One line: inside the shell's single quotes a backslash-newline would reach the JSON.
+        body = json.dumps(
+            {
+                "to": "user@example.com",
+                "subject": "Hello",
+                "content": "Hi there",
+                "htmlContent": "<p>Hi there</p>",
+            }
+        )
         self.stdout.write(
             f"""
 Fluxomail demo
@@ -139,7 +148,6 @@ Send a first email:
     -H "Content-Type: application/json" \\
     -H "Authorization: Bearer {token}" \\
     -H "Idempotency-Key: send-$(date +%s%N)" \\
-    -d '{{"to": "user@example.com", "subject": "Hello", "content": "Hi there", \
-          "htmlContent": "<p>Hi there</p>"}}'
+    -d '{body}'
 """
         )

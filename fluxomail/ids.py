@@ -9,6 +9,7 @@ leave the service.
 import secrets
 import threading
 import time
+from datetime import datetime
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 _RANDOM_BITS = 80
@@ -35,3 +36,10 @@ def new_id(prefix: str, *, at_ms: int | None = None) -> str:
             random_part = secrets.randbits(_RANDOM_BITS)
         _last = (ms, random_part)
     return f"{prefix}_{_base32(ms, 10)}{_base32(random_part, 16)}"
+
+
+def first_id_at(prefix: str, moment: datetime) -> str:
+    """The smallest id that can be made at `moment`'s millisecond or later: `public_id >= it`
+    is "made at or after moment", answered from an index on the id."""
+    ms = int(moment.timestamp() * 1000)
+    return f"{prefix}_{_base32(ms, 10)}{_base32(0, 16)}"

@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from accounts.models import Organization
 from fluxomail.api import IdempotencyInProgress, IdempotencyKeyReused, ValidationFailed
+from fluxomail.ids import first_id_at
 from sends.models import IdempotencyRecord, Send
 
 MAX_KEY_LENGTH = 255
@@ -224,6 +225,9 @@ def _abandoned_send(
     return (
         Send.objects.filter(
             organization=organization,
+            # Ids sort by creation time: the (organization, public_id) index bounds the scan
+            # to the sends made since the claim, however many the organization has.
+            public_id__gte=first_id_at("sends", record.created_at),
             idempotency_key=request.key,
             created_at__gte=record.created_at,
         )

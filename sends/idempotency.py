@@ -225,7 +225,7 @@ def _abandoned_send(
     return (
         Send.objects.filter(
             organization=organization,
-            # Ids sort by creation time: the (organization, public_id) index bounds the scan
+            # Ids sort by creation time: an index on public_id bounds the scan
             # to the sends made since the claim, however many the organization has.
             public_id__gte=first_id_at("sends", record.created_at),
             idempotency_key=request.key,

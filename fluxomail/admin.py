@@ -1,22 +1,29 @@
-"""The operators' admin site: Django's, with the login throttled like the owners' login page."""
+"""The operators' admin site: Django's, with the login throttled like the owners' login page.
+
+Imported lazily through FluxomailAdminConfig.default_site, once the models are loaded.
+"""
 
 from django.contrib import admin
-from django.contrib.admin.apps import AdminConfig
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.core.exceptions import ValidationError
 
-from fluxomail.login_throttle import login_throttled
+from fluxomail.login_throttle import THROTTLED_MESSAGE, login_throttled
+
+
+class ThrottledAdminAuthenticationForm(AdminAuthenticationForm):
+    def clean(self):
+        # Refused before authenticate(): checking the password is what the throttle stops.
+        if getattr(self.request, "login_throttled", False):
+            raise ValidationError(THROTTLED_MESSAGE, code="throttled")
+        return super().clean()
 
 
 class FluxomailAdminSite(admin.AdminSite):
+    login_form = ThrottledAdminAuthenticationForm
+
     def login(self, request, extra_context=None):
-        if request.method == "POST" and login_throttled(request):
-            # Answer as to a GET (an unbound form) without checking the password: that is what
-            # the throttle is there to stop.
-            request.method = "GET"
-            response = super().login(request, {**(extra_context or {}), "throttled": True})
+        request.login_throttled = request.method == "POST" and login_throttled(request)
+        response = super().login(request, extra_context)
+        if request.login_throttled:
             response.status_code = 429
-            return response
-        return super().login(request, extra_context)
-
-
-class FluxomailAdminConfig(AdminConfig):
-    default_site = "fluxomail.admin.FluxomailAdminSite"
+        return response

@@ -2,11 +2,14 @@
 attempts per client address and per username (django-ratelimit, on the cache: Redis when
 REDIS_URL is set, so the counts hold across workers)."""
 
+import unicodedata
+
 from django.conf import settings
 from django.http import HttpRequest
 from django_ratelimit.core import is_ratelimited
 
 LOGIN_RATE = "10/m"
+THROTTLED_MESSAGE = "Too many login attempts. Wait a minute and try again."
 
 
 def client_ip(group: str, request: HttpRequest) -> str:
@@ -26,7 +29,9 @@ def client_ip(group: str, request: HttpRequest) -> str:
 
 
 def _username_key(group: str, request: HttpRequest) -> str:
-    return request.POST.get("username", "").strip().lower()
+    # Django logs in NFKC-normalised usernames ("ｒoot" is "root"): count them as one, or each
+    # look-alike spelling would get a budget of its own.
+    return unicodedata.normalize("NFKC", request.POST.get("username", "")).strip().casefold()
 
 
 def login_throttled(request: HttpRequest) -> bool:

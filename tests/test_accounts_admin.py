@@ -118,3 +118,28 @@ def test_admin_login_still_works_below_the_limit(client, django_user_model):
     assert response.status_code == 302
     assert response["Location"] == "/admin/"
     assert client.session["_auth_user_id"]
+
+
+def test_a_look_alike_username_counts_against_the_same_budget(client, django_user_model):
+    django_user_model.objects.create_superuser("root", "root@example.com", "pw-root")
+    for i in range(10):
+        client.post(
+            "/admin/login/", {"username": "root", "password": "x"}, REMOTE_ADDR=f"10.0.0.{i}"
+        )
+    # Django logs "ｒoot" (a full-width r) in as root: it gets no budget of its own.
+    response = client.post(
+        "/admin/login/?next=/admin/",
+        {"username": "\uff52oot", "password": "pw-root", "next": "/admin/"},
+        REMOTE_ADDR="10.0.1.1",
+    )
+    assert response.status_code == 429
+    assert "_auth_user_id" not in client.session
+
+
+def test_a_throttled_post_from_a_signed_in_operator_still_shows_the_message(client, operator):
+    for _ in range(10):
+        client.post("/admin/login/", {"username": "someone", "password": "x"})
+    response = client.post("/admin/login/", {"username": "operator", "password": "pw-operator"})
+    assert response.status_code == 429
+    assert "Too many login attempts" in response.content.decode()
+    assert "Location" not in response

@@ -21,7 +21,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.models import ApiKey, Membership
-from fluxomail.login_throttle import login_throttled
+from fluxomail.login_throttle import THROTTLED_MESSAGE, login_throttled
 from fluxomail.security import dashboard_csp, preview_csp
 from sends.models import Send
 from usage import analytics, charts
@@ -51,7 +51,7 @@ class LoginView(auth_views.LoginView):
             form = self.get_form_class()(
                 request, initial={"username": request.POST.get("username", "")}
             )
-            context = self.get_context_data(form=form, throttled=True)
+            context = self.get_context_data(form=form, throttled=THROTTLED_MESSAGE)
             return self.render_to_response(context, status=429)
         return super().post(request, *args, **kwargs)
 

@@ -123,18 +123,22 @@ def test_concurrent_upserts_lose_no_increment(send_key):
     assert (counter.requests, counter.sends, counter.latency_ms_total) == (160, 160, 800)
 
 
+def one_send(organization, api_key, *, latency_ms: int) -> recording.Outcome:
+    return recording.Outcome(
+        organization_id=organization.pk,
+        api_key_id=api_key.pk,
+        endpoint="send",
+        status=200,
+        sent=True,
+        latency_ms=latency_ms,
+    )
+
+
 @pytest.mark.django_db(transaction=True)
 def test_buffered_counts_are_written_by_the_background_thread(settings, alice, make_key):
     settings.USAGE_FLUSH_SECONDS = 0.05
     key = make_key(alice.organization)
-    outcome = recording.Outcome(
-        organization_id=alice.organization.pk,
-        api_key_id=key.key.pk,
-        endpoint="send",
-        status=200,
-        sent=True,
-        latency_ms=7,
-    )
+    outcome = one_send(alice.organization, key.key, latency_ms=7)
     for _ in range(3):
         recording.record(outcome)
     # No request comes after these: the worker's thread writes them on its own. Poll (bounded)
@@ -154,14 +158,7 @@ def test_buffered_counts_are_written_by_the_background_thread(settings, alice, m
 def test_an_idle_flusher_lets_its_database_connection_go(settings, alice, make_key):
     settings.USAGE_FLUSH_SECONDS = 0.05
     key = make_key(alice.organization)
-    outcome = recording.Outcome(
-        organization_id=alice.organization.pk,
-        api_key_id=key.key.pk,
-        endpoint="send",
-        status=200,
-        sent=True,
-        latency_ms=1,
-    )
+    outcome = one_send(alice.organization, key.key, latency_ms=1)
     recording.record(outcome)
 
     def others() -> int:

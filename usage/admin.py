@@ -9,7 +9,7 @@ from django.urls import path
 from accounts.models import Organization
 from fluxomail.paginator import CappedCountPaginator
 from usage import analytics, charts
-from usage.models import UsageCounter, UsageRejection
+from usage.models import COUNTER_FIELDS, UsageCounter, UsageRejection
 
 RANGES = {"24h": ("24 hours", 24), "7d": ("7 days", 7), "30d": ("30 days", 30)}
 
@@ -39,14 +39,7 @@ class UsageCounterAdmin(ReadOnlyAdmin):
         "organization",
         "api_key",
         "endpoint",
-        "requests",
-        "sends",
-        "replays",
-        "rejected",
-        "rate_limited",
-        "failures",
-        "global_endpoint_sends",
-        "latency_ms_total",
+        *COUNTER_FIELDS,
     ]
     list_filter = ["endpoint"]
     date_hierarchy = "hour"

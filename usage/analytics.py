@@ -14,7 +14,7 @@ from django.db.models.functions import Cast, TruncDay
 from django.utils import timezone
 
 from accounts.models import ApiKey, Organization
-from usage.models import UsageCounter, UsageRejection
+from usage.models import COUNTER_FIELDS, UsageCounter, UsageRejection
 
 # The outcomes of a request as the charts name them, with the counter column that holds each.
 OUTCOMES: list[tuple[str, str]] = [
@@ -25,16 +25,6 @@ OUTCOMES: list[tuple[str, str]] = [
     ("failed", "failures"),
 ]
 ENDPOINTS = ["send", "send-global"]
-COUNTER_FIELDS = [
-    "requests",
-    "sends",
-    "replays",
-    "rejected",
-    "rate_limited",
-    "failures",
-    "global_endpoint_sends",
-    "latency_ms_total",
-]
 ERROR_FIELDS = ["rejected", "rate_limited", "failures"]
 
 

@@ -2,6 +2,19 @@ from django.db import models
 
 from accounts.models import ApiKey, Organization
 
+# The summed counters of a UsageCounter row, in column order: written by usage.recording, read
+# by usage.analytics and the admin.
+COUNTER_FIELDS = (
+    "requests",
+    "sends",
+    "replays",
+    "rejected",
+    "rate_limited",
+    "failures",
+    "global_endpoint_sends",
+    "latency_ms_total",
+)
+
 
 class UsageCounter(models.Model):
     """Counters of one API key on one endpoint in one UTC hour; written by upsert only."""

@@ -23,20 +23,10 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from usage.models import UsageCounter, UsageRejection
+from usage.models import COUNTER_FIELDS, UsageCounter, UsageRejection
 
 logger = logging.getLogger("fluxomail.usage")
 
-COUNTER_FIELDS = (
-    "requests",
-    "sends",
-    "replays",
-    "rejected",
-    "rate_limited",
-    "failures",
-    "global_endpoint_sends",
-    "latency_ms_total",
-)
 
 Bucket = tuple[int, int, str, datetime]  # organization id, key id, endpoint, hour
 

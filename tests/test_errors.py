@@ -3,26 +3,16 @@ import logging
 
 import pytest
 
-pytestmark = pytest.mark.django_db
+from tests.problems import PROBLEM_MEMBERS
 
-PROBLEM_KEYS = {
-    "type",
-    "title",
-    "status",
-    "detail",
-    "code",
-    "error",
-    "message",
-    "details",
-    "requestId",
-}
+pytestmark = pytest.mark.django_db
 
 
 def assert_problem(response, status: int, code: str):
     assert response.status_code == status
     assert response["Content-Type"] == "application/problem+json"
     body = json.loads(response.content)
-    assert set(body) >= PROBLEM_KEYS
+    assert set(body) >= PROBLEM_MEMBERS
     assert body["status"] == status
     assert body["code"] == code
     assert body["type"] == f"/docs/errors/{code}"

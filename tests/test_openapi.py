@@ -7,6 +7,7 @@ from django.test import Client
 from drf_spectacular.validation import validate_schema
 
 from fluxomail.api import TITLES
+from tests.problems import PROBLEM_MEMBERS
 
 SEND_ERRORS = {"400", "401", "403", "406", "409", "413", "415", "422", "429", "500", "503"}
 
@@ -80,17 +81,7 @@ def test_send_operation_documents_request_and_response_headers(document):
 
 def test_problem_schema_has_every_documented_member_and_code(document):
     problem = document["components"]["schemas"]["Problem"]
-    assert set(problem["required"]) == {
-        "type",
-        "title",
-        "status",
-        "detail",
-        "code",
-        "error",
-        "message",
-        "details",
-        "requestId",
-    }
+    assert set(problem["required"]) == PROBLEM_MEMBERS
     code_ref = problem["properties"]["code"]["$ref"].rsplit("/", 1)[1]
     assert set(document["components"]["schemas"][code_ref]["enum"]) == set(TITLES)
 

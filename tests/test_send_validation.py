@@ -7,6 +7,7 @@ from django.core import mail
 
 from accounts.models import Scope
 from sends.models import IdempotencyRecord, Message, Send
+from tests.problems import problem as expected_problem
 from usage.models import UsageCounter, UsageRejection
 
 SEND = "/api/v1/emails/send"
@@ -15,24 +16,7 @@ pytestmark = pytest.mark.django_db
 
 
 def problem(response, status, code, message, details=None):
-    return {
-        "type": f"/docs/errors/{code}",
-        "title": {
-            "validation_error": "Validation failed",
-            "invalid_key": "Invalid API key",
-            "missing_scope": "Missing scope",
-            "tenant_paused": "Tenant paused",
-            "unsupported_media_type": "Unsupported media type",
-            "payload_too_large": "Payload too large",
-        }[code],
-        "status": status,
-        "detail": message,
-        "code": code,
-        "error": message,
-        "message": message,
-        "details": details or {},
-        "requestId": response["X-Request-Id"],
-    }
+    return expected_problem(status, code, message, response["X-Request-Id"], details)
 
 
 def assert_nothing_sent():

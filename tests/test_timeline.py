@@ -9,6 +9,7 @@ from django.test import Client
 
 from sends import tracking
 from sends.models import Event, Message, Policy, Send
+from tests.problems import problem
 
 SITE = "https://mail.fluxomail.test"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -24,25 +25,6 @@ def make_send(organization, at: datetime, **kwargs) -> Send:
         fields = {"endpoint": "send", "to": "reader@example.com", "subject": "Hello"}
         fields.update(kwargs)
         return Send.objects.create(organization=organization, **fields)
-
-
-def problem(status: int, code: str, message: str, request_id: str, details=None) -> dict:
-    return {
-        "type": f"/docs/errors/{code}",
-        "title": {
-            "invalid_key": "Invalid API key",
-            "missing_scope": "Missing scope",
-            "not_found": "Not found",
-            "validation_error": "Validation failed",
-        }[code],
-        "status": status,
-        "detail": message,
-        "code": code,
-        "error": message,
-        "message": message,
-        "details": details or {},
-        "requestId": request_id,
-    }
 
 
 # The timeline --------------------------------------------------------------------------------

@@ -8,6 +8,23 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.core.exceptions import ValidationError
 
 from fluxomail.login_throttle import THROTTLED_MESSAGE, login_throttled
+from fluxomail.paginator import CappedCountPaginator
+
+
+class ReadOnlyModelAdmin(admin.ModelAdmin):
+    """Rows written by the service itself: operators look, never edit (nor count every row)."""
+
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 class ThrottledAdminAuthenticationForm(AdminAuthenticationForm):

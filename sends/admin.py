@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.utils import timezone
 from django.utils.timesince import timesince
 
-from fluxomail.paginator import CappedCountPaginator
+from fluxomail.admin import ReadOnlyModelAdmin
 from sends.models import Event, IdempotencyRecord, Message, Policy, Send
 
 
@@ -30,20 +30,6 @@ class EventInline(ReadOnlyInline):
     model = Event
     fields = ["occurred_at", "type", "message", "data"]
     readonly_fields = fields
-
-
-class ReadOnlyModelAdmin(admin.ModelAdmin):
-    paginator = CappedCountPaginator
-    show_full_result_count = False
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class PolicyKeyFilter(admin.SimpleListFilter):

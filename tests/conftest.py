@@ -20,6 +20,16 @@ from accounts.models import ApiKey, Membership, Organization, Scope
 
 REQUIRED = {p.strip() for p in os.environ.get("FLUXOMAIL_REQUIRE", "").split(",") if p.strip()}
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+# Headless, and nothing that reaches for the network this machine does not have.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def _missing_part(name: str) -> str | None:

@@ -397,7 +397,7 @@ def test_chromium_clicking_a_tracked_link_lands_where_the_original_link_lands(
 ):
     from playwright.sync_api import sync_playwright
 
-    from tests.conftest import CHROMIUM
+    from tests.conftest import CHROMIUM, CHROMIUM_ARGS
 
     settings.SITE_URL = live_server.url
     Policy.objects.ensure_defaults(acme)
@@ -419,15 +419,7 @@ def test_chromium_clicking_a_tracked_link_lands_where_the_original_link_lands(
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(
                 executable_path=CHROMIUM,
-                args=[
-                    "--no-sandbox",
-                    "--headless",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--no-first-run",
-                ],
+                args=CHROMIUM_ARGS,
             )
             page = browser.new_page()
             for n in range(len(BROWSER_LINKS)):

@@ -7,29 +7,16 @@ from django.template.response import TemplateResponse
 from django.urls import path
 
 from accounts.models import Organization
-from fluxomail.paginator import CappedCountPaginator
+from fluxomail.admin import ReadOnlyModelAdmin
 from usage import analytics, charts
 from usage.models import COUNTER_FIELDS, UsageCounter, UsageRejection
 
 RANGES = {"24h": ("24 hours", 24), "7d": ("7 days", 7), "30d": ("30 days", 30)}
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows written by the service itself: operators look, never edit."""
-
-    paginator = CappedCountPaginator
-    show_full_result_count = False
+class ReadOnlyAdmin(ReadOnlyModelAdmin):
     list_select_related = ["organization", "api_key"]
     raw_id_fields = ["organization", "api_key"]
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(UsageCounter)

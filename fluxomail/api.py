@@ -1,23 +1,28 @@
-"""The API's one error shape: application/problem+json with Fluxomail's own fields.
+"""The API's one error shape: RFC 9457 members with Fluxomail's own fields.
 
 Views raise; this module turns every exception, DRF's or Django's, into the shape of SPEC.md
-section 4. Nothing of an unexpected exception (trace, SQL, message) reaches the client.
+section 4, served as application/problem+json or application/json as the client's Accept header
+asks (error_media_type). Nothing of an unexpected exception (trace, SQL, message) reaches the
+client.
 """
 
 import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpRequest, JsonResponse
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
-from rest_framework.response import Response
+from rest_framework.negotiation import DefaultContentNegotiation
 
 from fluxomail.middleware import current_request_id
 
 logger = logging.getLogger("fluxomail.api")
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+JSON_CONTENT_TYPE = "application/json"
+ERROR_CONTENT_TYPES = (JSON_CONTENT_TYPE, PROBLEM_CONTENT_TYPE)
 
 TITLES = {
     "invalid_key": "Invalid API key",
@@ -149,7 +154,35 @@ def problem_body(
     return body
 
 
+def error_media_type(request: HttpRequest) -> str:
+    """The media type of an error body (SPEC.md section 4): application/problem+json when the
+    Accept header names it with a weight no lower than the one it gives application/json;
+    application/json otherwise (no Accept, */*, application/json, anything else). The official
+    JavaScript SDK, like many clients, reads an error body only when its type says
+    application/json, so only a client that asks for problem+json gets it.
+    """
+    named = request.accepted_type(PROBLEM_CONTENT_TYPE)  # the most specific matching range
+    if named is None or named.sub_type != "problem+json":
+        return JSON_CONTENT_TYPE
+    json_range = request.accepted_type(JSON_CONTENT_TYPE)
+    if json_range is not None and json_range.quality > named.quality:
+        return JSON_CONTENT_TYPE
+    return PROBLEM_CONTENT_TYPE
+
+
+class ContentNegotiation(DefaultContentNegotiation):
+    """DRF's negotiation, with application/problem+json standing for JSON: a client that names
+    only the error media type gets its successes as application/json, not a 406."""
+
+    def get_accept_list(self, request) -> list[str]:
+        accept = super().get_accept_list(request)
+        if error_media_type(request) == PROBLEM_CONTENT_TYPE:
+            accept.append(JSON_CONTENT_TYPE)
+        return accept
+
+
 def problem_response(
+    request: HttpRequest,
     status_code: int,
     code: str,
     message: str,
@@ -157,12 +190,15 @@ def problem_response(
     headers: dict | None = None,
     **extra,
 ) -> JsonResponse:
-    """A problem+json response for code paths outside DRF (Django's 404/500 handlers)."""
+    """Every error answer, DRF's (exception_handler) and Django's (the 404/500 handlers)."""
     response = JsonResponse(
         problem_body(status_code, code, message, details, **extra),
         status=status_code,
-        content_type=PROBLEM_CONTENT_TYPE,
+        content_type=error_media_type(request),
+        json_dumps_params={"separators": (",", ":")},
     )
+    # The body's media type follows Accept: a shared cache must not serve one client's to another.
+    patch_vary_headers(response, ["Accept"])
     for name, value in (headers or {}).items():
         response[name] = value
     return response
@@ -242,17 +278,20 @@ def _convert(exc: Exception) -> ApiError:
     return InternalError()
 
 
-def exception_handler(exc: Exception, context: dict) -> Response:
+def exception_handler(exc: Exception, context: dict) -> JsonResponse:
     """DRF's EXCEPTION_HANDLER: every exception raised in an API view ends here."""
     error = _convert(exc)
     headers = dict(error.headers)
     if error.status_code == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    response = Response(
-        problem_body(error.status_code, error.code, error.message, error.details, **error.extra),
-        status=error.status_code,
-        headers=headers,
-        content_type=PROBLEM_CONTENT_TYPE,
+    response = problem_response(
+        context["request"],
+        error.status_code,
+        error.code,
+        error.message,
+        error.details,
+        headers,
+        **error.extra,
     )
     view = context.get("view")
     if view is not None and hasattr(view, "finalize_error_response"):
@@ -266,13 +305,13 @@ def _is_api_path(path: str) -> bool:
 
 @csrf_exempt
 def not_found(request, *args, **kwargs):
-    """Catch-all for unknown paths under /api/ and /t/: problem+json even with DEBUG on."""
-    return problem_response(404, "not_found", "Not found")
+    """Catch-all for unknown paths under /api/ and /t/: a problem body even with DEBUG on."""
+    return problem_response(request, 404, "not_found", "Not found")
 
 
 def handler404(request, exception=None):
     if _is_api_path(request.path):
-        return problem_response(404, "not_found", "Not found")
+        return problem_response(request, 404, "not_found", "Not found")
     from django.views.defaults import page_not_found
 
     return page_not_found(request, exception)
@@ -280,7 +319,7 @@ def handler404(request, exception=None):
 
 def handler500(request):
     if _is_api_path(request.path):
-        return problem_response(500, "internal_error", "Internal error")
+        return problem_response(request, 500, "internal_error", "Internal error")
     from django.views.defaults import server_error
 
     return server_error(request)
@@ -288,9 +327,9 @@ def handler500(request):
 
 def handler400(request, exception=None):
     if isinstance(exception, RequestDataTooBig):
-        return problem_response(413, "payload_too_large", "Request body too large")
+        return problem_response(request, 413, "payload_too_large", "Request body too large")
     if _is_api_path(request.path):
-        return problem_response(400, "validation_error", "Bad request")
+        return problem_response(request, 400, "validation_error", "Bad request")
     from django.views.defaults import bad_request
 
     return bad_request(request, exception)

@@ -2,8 +2,9 @@
 
 drf-spectacular builds the document from the views; this module adds what it cannot infer:
 the key authentication, the request and response bodies of the send API, every error answer
-(problem+json, SPEC.md section 4) and the headers. The annotations are applied here, where the
-views are imported, so that the views stay free of documentation code.
+(application/json or application/problem+json, SPEC.md section 4) and the headers. The
+annotations are applied here, where the views are imported, so that the views stay free of
+documentation code.
 """
 
 from django.urls import path
@@ -21,7 +22,7 @@ from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 
-from fluxomail.api import PROBLEM_CONTENT_TYPE, TITLES
+from fluxomail.api import ERROR_CONTENT_TYPES, JSON_CONTENT_TYPE, TITLES
 from sends import timeline, views
 
 # -- authentication ---------------------------------------------------------------------------
@@ -52,7 +53,11 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
 
 
 class ProblemSerializer(serializers.Serializer):
-    """Every error: RFC 9457 members plus the fields Fluxomail's docs and SDK read."""
+    """Every error: RFC 9457 members plus the fields Fluxomail's docs and SDK read.
+
+    Served as `application/problem+json` when the request's `Accept` names it (with a weight no
+    lower than `application/json`'s), as `application/json` otherwise.
+    """
 
     type = serializers.CharField(help_text="`/docs/errors/<code>`")
     title = serializers.CharField()
@@ -448,10 +453,11 @@ _SEND_DESCRIPTION = (
 
 
 def _with_media_types(responses: dict) -> dict:
-    """Errors are application/problem+json, successes application/json."""
+    """Successes are application/json; errors either media type, as the client's Accept asks."""
     return {
-        (code, "application/json" if code < 400 else PROBLEM_CONTENT_TYPE): response
+        (code, media_type): response
         for code, response in sorted(responses.items())
+        for media_type in (ERROR_CONTENT_TYPES if code >= 400 else (JSON_CONTENT_TYPE,))
     }
 
 

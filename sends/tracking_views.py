@@ -60,8 +60,8 @@ def _no_store(response: HttpResponse) -> HttpResponse:
     return response
 
 
-def _not_found() -> HttpResponse:
-    return _no_store(problem_response(404, "not_found", "Not found"))
+def _not_found(request: HttpRequest) -> HttpResponse:
+    return _no_store(problem_response(request, 404, "not_found", "Not found"))
 
 
 def _within_recording_budget(kind: str, send: Send) -> bool:
@@ -96,7 +96,7 @@ def open_pixel(request: HttpRequest, token: str) -> HttpResponse:
     send_public_id = tracking.read_open_token(token)
     send = Send.objects.filter(public_id=send_public_id).first() if send_public_id else None
     if send is None:
-        return _not_found()
+        return _not_found(request)
     if request.method == "GET" and _within_recording_budget("o", send):
         # HEAD is what link checkers send; only a real fetch of the image counts as an open.
         now = timezone.now()
@@ -121,7 +121,7 @@ def click(request: HttpRequest, token: str) -> HttpResponse:
     value = tracking.read_click_token(token)
     send = Send.objects.filter(public_id=value[0]).first() if value else None
     if send is None:
-        return _not_found()
+        return _not_found(request)
     _, position, url = value
     if request.method == "GET" and _within_recording_budget("c", send):
         agent_class = user_agent_class(request.headers.get("User-Agent", ""))

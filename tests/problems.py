@@ -21,6 +21,9 @@ TITLES = {
     "unsupported_media_type": "Unsupported media type",
     "payload_too_large": "Payload too large",
     "not_found": "Not found",
+    "not_acceptable": "Not acceptable",
+    "idempotency_key_reused": "Idempotency key reused",
+    "internal_error": "Internal error",
 }
 
 

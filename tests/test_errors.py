@@ -10,7 +10,7 @@ pytestmark = pytest.mark.django_db
 
 def assert_problem(response, status: int, code: str):
     assert response.status_code == status
-    assert response["Content-Type"] == "application/problem+json"
+    assert response["Content-Type"] == "application/json"
     body = json.loads(response.content)
     assert set(body) >= PROBLEM_MEMBERS
     assert body["status"] == status

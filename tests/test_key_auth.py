@@ -14,7 +14,7 @@ READ = "/api/v1/read-probe"
 def assert_invalid_key(response):
     assert response.status_code == 401
     assert response["WWW-Authenticate"] == "Bearer"
-    assert response["Content-Type"] == "application/problem+json"
+    assert response["Content-Type"] == "application/json"
     body = response.json()
     assert body["code"] == "invalid_key"
     assert body["error"] == body["message"] == body["detail"] == "Invalid API key"

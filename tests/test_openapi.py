@@ -50,10 +50,27 @@ def test_send_operation_documents_body_success_and_every_error(document, path):
     assert responses["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/SendEmailResult"
     }
+    problem = {"schema": {"$ref": "#/components/schemas/Problem"}}
     for code in SEND_ERRORS:
         assert responses[code]["content"] == {
-            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+            "application/json": problem,
+            "application/problem+json": problem,
         }, code
+
+
+def test_every_error_answer_of_every_operation_lists_both_media_types(document):
+    # The body is application/json or application/problem+json as the client's Accept asks;
+    # schemathesis' content_type_conformance holds a live answer of either to the document.
+    problem = {"schema": {"$ref": "#/components/schemas/Problem"}}
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                expected = (
+                    {"application/json": problem, "application/problem+json": problem}
+                    if int(status) >= 400
+                    else {"application/json": response["content"]["application/json"]}
+                )
+                assert response["content"] == expected, (path, method, status)
 
 
 def test_send_operation_documents_request_and_response_headers(document):

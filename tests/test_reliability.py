@@ -66,7 +66,7 @@ def message_ids(sink: FaultySmtp) -> list[str]:
 
 def assert_problem(reply, status: int, code: str) -> dict:
     assert reply.status == status, (reply.status, reply.body[:500])
-    assert reply.headers["Content-Type"] == "application/problem+json"
+    assert reply.headers["Content-Type"] == "application/json"
     body = reply.json()
     assert body["code"] == code
     assert body["requestId"] == reply.headers["X-Request-Id"]
@@ -302,7 +302,7 @@ def test_dropped_database_connections_fail_cleanly_and_recover(send_key, smtp):
     assert set(statuses) <= {200, 500, 503}, statuses
     for reply in replies:
         if reply.status != 200:
-            assert reply.headers["Content-Type"] == "application/problem+json"
+            assert reply.headers["Content-Type"] == "application/json"
             assert set(reply.json()) >= {"code", "requestId"}
     assert [reply.status for reply in after] == [200, 200, 200, 200]
     assert [reply.status for reply in health] == [200, 200]

@@ -33,7 +33,7 @@ def send(api, key, body, **extra):
 
 def field_errors(response) -> dict:
     assert response.status_code == 400, response.content
-    assert response["Content-Type"] == "application/problem+json"
+    assert response["Content-Type"] == "application/json"
     body = response.json()
     assert body["code"] == "validation_error"
     assert_nothing_sent()

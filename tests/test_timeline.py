@@ -215,7 +215,7 @@ def test_timeline_of_another_organizations_send_is_404(api, charlie_key, acme):
     )
 
     assert response.status_code == 404
-    assert response["Content-Type"] == "application/problem+json"
+    assert response["Content-Type"] == "application/json"
     assert response.json() == problem(404, "not_found", "Not found", "req-t3")
 
 

@@ -211,7 +211,7 @@ def test_a_bad_or_unknown_pixel_token_is_a_404_without_an_event(send, token):
     response = Client().get(f"/t/o/{token}.gif")
 
     assert response.status_code == 404
-    assert response["Content-Type"] == "application/problem+json"
+    assert response["Content-Type"] == "application/json"
     assert Event.objects.filter(type="opened").count() == 0
 
 

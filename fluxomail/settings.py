@@ -8,6 +8,7 @@ import json
 import os
 import warnings
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -67,6 +68,19 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_origins(name: str) -> list[str]:
+    """Comma-separated web origins (`scheme://host[:port]`, as browsers send `Origin`)."""
+    origins = [origin.lower() for origin in env_list(name, [])]
+    for origin in origins:
+        url = urlsplit(origin)
+        if url.scheme not in ("http", "https") or origin != f"{url.scheme}://{url.netloc}":
+            raise ImproperlyConfigured(
+                f"{name} must list origins such as https://app.example.com "
+                f"(scheme and host, no path), got {origin!r}"
+            )
+    return origins
+
+
 def env_json(name: str, default: dict) -> dict:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
@@ -116,6 +130,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "corsheaders",
     "accounts",
     "sends",
     "usage",
@@ -123,6 +138,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "fluxomail.middleware.RequestIdMiddleware",
+    # Before anything that can answer (redirects, whitenoise, CommonMiddleware): a preflight is
+    # answered here, without a key, and every API answer, errors included, gets the CORS headers.
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -266,6 +284,36 @@ USAGE_FLUSH_SECONDS = env_float("USAGE_FLUSH_SECONDS", 1.0 if PRODUCTION else 0.
 TRACKING_MACHINE_OPEN_SECONDS = env_int("TRACKING_MACHINE_OPEN_SECONDS", 2, minimum=0)
 # Opens (and, apart, clicks) recorded per send and minute; the pixel and redirect answer anyway.
 TRACKING_MAX_EVENTS_PER_MINUTE = env_int("TRACKING_MAX_EVENTS_PER_MINUTE", 20, minimum=1)
+
+# CORS (django-cors-headers, SPEC.md section 4) on the public API only, never on the admin,
+# dashboard, tracking or unsubscribe pages. Keys travel in headers, never in cookies, so no
+# credentials are allowed; the origins are named one by one (none by default).
+CORS_URLS_REGEX = r"^/api/v1/"
+CORS_ALLOWED_ORIGINS = env_origins("CORS_ALLOWED_ORIGINS")
+CORS_ALLOW_CREDENTIALS = False
+CORS_ALLOW_METHODS = ["GET", "POST", "PATCH", "DELETE", "OPTIONS"]
+CORS_ALLOW_HEADERS = [
+    "Authorization",
+    "x-api-key",
+    "Content-Type",
+    "Idempotency-Key",
+    "X-Request-Id",
+    "Fluxomail-Version",
+]
+CORS_EXPOSE_HEADERS = [
+    "X-Request-Id",
+    "Fluxomail-Request-Id",
+    "Idempotency-Key",
+    "Idempotency-Replayed",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "RateLimit",
+    "RateLimit-Policy",
+    "Retry-After",
+]
+# Browsers cap it lower (Chromium: 2 hours); one preflight per origin and path that long.
+CORS_PREFLIGHT_MAX_AGE = 86400
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ApiKeyAuthentication"],

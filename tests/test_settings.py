@@ -8,12 +8,12 @@ from django.conf import settings
 CHECK = "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)"
 
 
-def load_settings(**env):
-    """Loads the settings in a fresh interpreter with the given environment."""
+def load_settings(code: str = CHECK, **env):
+    """Loads the settings in a fresh interpreter with the given environment; runs `code`."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
     base.update(env, DJANGO_SETTINGS_MODULE="fluxomail.settings")
     return subprocess.run(
-        [sys.executable, "-c", CHECK],
+        [sys.executable, "-c", code],
         env=base,
         cwd=settings.BASE_DIR,
         capture_output=True,
@@ -40,6 +40,9 @@ def test_defaults_load_with_debug_on():
         ("ANYMAIL", "[1, 2]", "ANYMAIL must be a JSON object"),
         ("FLUXOMAIL_ENV", "staging", "FLUXOMAIL_ENV must be 'development' or 'production'"),
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL must be a logging level name"),
+        ("CORS_ALLOWED_ORIGINS", "app.example.com", "got 'app.example.com'"),
+        ("CORS_ALLOWED_ORIGINS", "https://app.example.com/", "(scheme and host, no path)"),
+        ("CORS_ALLOWED_ORIGINS", "*", "CORS_ALLOWED_ORIGINS must list origins such as"),
     ],
 )
 def test_malformed_value_fails_loudly(name, value, message):
@@ -47,6 +50,26 @@ def test_malformed_value_fails_loudly(name, value, message):
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert message in result.stderr
+
+
+def test_cors_allowed_origins_are_read_comma_separated_and_lower_cased():
+    code = CHECK.replace("settings.DEBUG", "settings.CORS_ALLOWED_ORIGINS")
+
+    result = load_settings(
+        code, CORS_ALLOWED_ORIGINS="https://App.Example.com, http://localhost:3000"
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['https://app.example.com', 'http://localhost:3000']"
+
+
+def test_no_cors_origin_is_allowed_by_default():
+    code = CHECK.replace("settings.DEBUG", "settings.CORS_ALLOWED_ORIGINS")
+
+    result = load_settings(code)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 def test_production_without_secret_key_fails():

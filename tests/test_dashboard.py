@@ -361,7 +361,7 @@ def make_send(organization, *, status="sent", to="user@example.com", html="<p>Hi
         text="Hi",
         html=html,
     )
-    Event.objects.create(send=send, message=message, type="sent")
+    Event.objects.create(send=send, message=message, type=Event.Type.SENT)
     return send
 
 

@@ -41,7 +41,7 @@ class TypesField(serializers.ListField):
         return super().to_internal_value([value for value in values if value])
 
 
-class SinceField(serializers.CharField):
+class SinceField(serializers.Field):
     """`since`: an event id (events after it), or an ISO 8601 time or epoch ms (events recorded
     at or after it). Internally: the lowest id to return, and whether it is itself excluded."""
 
@@ -49,17 +49,19 @@ class SinceField(serializers.CharField):
         "invalid": "Must be an event id, an ISO 8601 date-time or epoch milliseconds."
     }
 
-    def __init__(self, **kwargs):
-        super().__init__(max_length=40, **kwargs)
-
     def to_internal_value(self, data) -> tuple[str, bool]:
-        value = super().to_internal_value(data)
+        if not isinstance(data, str) or len(data) > 40:
+            self.fail("invalid")
+        value = data.strip()
         if EVENT_ID.match(value):
             return value, True
         moment = parse_moment(value)
         if moment is None:
             self.fail("invalid")
         return first_id_at("evt", moment), False
+
+    def to_representation(self, value):
+        return value[0]
 
 
 class EventFilters(serializers.Serializer):

@@ -78,20 +78,21 @@ def _summaries(send: Send) -> dict:
     }
 
 
-class MomentField(serializers.CharField):
+class MomentField(serializers.Field):
     """A moment as an ISO 8601 date-time (no offset: UTC) or epoch milliseconds."""
 
     default_error_messages = {"invalid": "Must be an ISO 8601 date-time or epoch milliseconds."}
 
-    def __init__(self, **kwargs):
-        kwargs.setdefault("max_length", DATE_PARAM_MAX_LENGTH)
-        super().__init__(**kwargs)
-
     def to_internal_value(self, data) -> datetime:
-        moment = parse_moment(super().to_internal_value(data))
+        moment = None
+        if isinstance(data, str) and len(data) <= DATE_PARAM_MAX_LENGTH:
+            moment = parse_moment(data.strip())
         if moment is None:
             self.fail("invalid")
         return moment
+
+    def to_representation(self, value):
+        return iso(value)
 
 
 class TimelineQuery(serializers.Serializer):

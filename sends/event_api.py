@@ -9,7 +9,6 @@ of Event: ids sort by the time an event was recorded, so `cursor` ("older than")
 import re
 from datetime import datetime, timedelta
 
-from django.db.models import Sum
 from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -18,8 +17,8 @@ from rest_framework.views import APIView
 
 from accounts.models import Organization, Scope
 from fluxomail.ids import first_id_at
-from sends.events import ALL_TYPES, WILDCARD, envelope, expand_types, hour_of, iso, parse_moment
-from sends.models import Event, EventCounter
+from sends.events import ALL_TYPES, WILDCARD, envelope, expand_types, iso, metrics, parse_moment
+from sends.models import Event
 from sends.timeline import CURSOR_MAX_LENGTH, MomentField, decode_cursor, encode_cursor
 
 EVENT_ID = re.compile(r"^evt_[0-9a-z]{26}$")
@@ -143,10 +142,6 @@ class MetricsQuery(serializers.Serializer):
     since = MomentField(required=False)
 
 
-def _rate(part: int, whole: int) -> float:
-    return round(part / whole, 4) if whole else 0.0
-
-
 class MetricsView(APIView):
     """GET /api/v1/metrics: sums of the hourly EventCounter rows in the window; the cost
     depends on the window's hours, never on the number of sends or events."""
@@ -167,34 +162,11 @@ class MetricsView(APIView):
             since = None
         else:
             since = now - WINDOWS[preset]
-        counters = EventCounter.objects.filter(organization=request.user.organization)
-        if since is not None:
-            # Counted by the hour: the hour that holds `since` is counted whole.
-            counters = counters.filter(hour__gte=hour_of(since))
-        totals = dict(counters.values_list("name").annotate(total=Sum("count")).order_by())
-        count = {name: totals.get(name, 0) for name in EventCounter.Name.values}
-        sent = count["sent"]
+        totals = metrics(request.user.organization, since)
         return Response(
             {
                 "window": {"preset": preset, "since": iso(since), "until": iso(now)},
-                "scanned": {"sends": sent, "sendScanLimit": None},
-                "metrics": {
-                    "totalSent": sent,
-                    "totalDelivered": count["delivered"],
-                    "deliveryRate": _rate(count["delivered"], sent),
-                    "totalOpened": count["opened"],
-                    "uniqueOpens": count["unique_opened"],
-                    "avgOpenRate": _rate(count["unique_opened"], sent),
-                    "totalClicked": count["clicked"],
-                    "uniqueClicks": count["unique_clicked"],
-                    "avgClickRate": _rate(count["unique_clicked"], sent),
-                    "avgClickToOpenRate": _rate(count["unique_clicked"], count["unique_opened"]),
-                    "totalBounced": count["bounced"],
-                    "bounceRate": _rate(count["bounced"], sent),
-                    "totalComplained": count["complained"],
-                    "complaintRate": _rate(count["complained"], sent),
-                    "totalDelayed": count["delayed"],
-                    "delayedRate": _rate(count["delayed"], sent),
-                },
+                "scanned": {"sends": totals["totalSent"], "sendScanLimit": None},
+                "metrics": totals,
             }
         )

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from email.utils import parseaddr
 
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Sum
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -140,6 +141,39 @@ def _counter_names(event: Event, send: Send) -> list[str]:
             names.append(Name.UNIQUE_CLICKED)
         return names
     return [_COUNTER[event.type]]
+
+
+def _rate(part: int, whole: int) -> float:
+    return round(part / whole, 4) if whole else 0.0
+
+
+def metrics(organization, since: datetime | None) -> dict:
+    """The counts and rates of SPEC section 9 since `since` (None: all time), from the
+    hourly EventCounter rows; the hour that holds `since` is counted whole."""
+    counters = EventCounter.objects.filter(organization=organization)
+    if since is not None:
+        counters = counters.filter(hour__gte=hour_of(since))
+    totals = dict(counters.values_list("name").annotate(total=Sum("count")).order_by())
+    count = {name: totals.get(name, 0) for name in EventCounter.Name.values}
+    sent = count["sent"]
+    return {
+        "totalSent": sent,
+        "totalDelivered": count["delivered"],
+        "deliveryRate": _rate(count["delivered"], sent),
+        "totalOpened": count["opened"],
+        "uniqueOpens": count["unique_opened"],
+        "avgOpenRate": _rate(count["unique_opened"], sent),
+        "totalClicked": count["clicked"],
+        "uniqueClicks": count["unique_clicked"],
+        "avgClickRate": _rate(count["unique_clicked"], sent),
+        "avgClickToOpenRate": _rate(count["unique_clicked"], count["unique_opened"]),
+        "totalBounced": count["bounced"],
+        "bounceRate": _rate(count["bounced"], sent),
+        "totalComplained": count["complained"],
+        "complaintRate": _rate(count["complained"], sent),
+        "totalDelayed": count["delayed"],
+        "delayedRate": _rate(count["delayed"], sent),
+    }
 
 
 def record(

@@ -23,7 +23,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.models import ApiKey, Membership
 from fluxomail.login_throttle import THROTTLED_MESSAGE, login_throttled
 from fluxomail.security import dashboard_csp, preview_csp
-from sends.events import envelope, sentence
+from sends.events import envelope, metrics, sentence
 from sends.models import Send
 from usage import analytics, charts
 from usage.forms import ApiKeyCreateForm, OrganizationPickForm, SendFilterForm
@@ -138,6 +138,7 @@ def usage(request: HttpRequest) -> HttpResponse:
         )
     month = analytics.totals(analytics.counters(analytics.Window.this_month(), organization))
     context = {
+        "delivery": metrics(organization, window.start),
         "nav": "usage",
         "days": days,
         "day_choices": USAGE_DAYS,

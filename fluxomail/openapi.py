@@ -197,6 +197,10 @@ class MessageAttemptSerializer(serializers.Serializer):
 
 
 class EnvelopeDataSerializer(serializers.Serializer):
+    """The send's members, then the type's own (more properties): opened `machine`; clicked
+    `url`; bounced `bounceType` (hard or soft) and `reason`; complained `feedbackType`; delayed
+    and failed `reason`, `smtpCode`, `mtaHost`; dropped `reason`."""
+
     sendId = serializers.CharField()  # noqa: N815
     providerMessageId = serializers.CharField(allow_null=True)  # noqa: N815
     to = serializers.CharField()
@@ -207,27 +211,11 @@ class EnvelopeDataSerializer(serializers.Serializer):
         ref_name = "EventData"
 
 
-@extend_schema_field(
-    {
-        "allOf": [{"$ref": "#/components/schemas/EventData"}],
-        "type": "object",
-        "additionalProperties": True,
-        "description": (
-            "The send's members, then the type's own: opened `machine`; clicked `url`; bounced "
-            "`bounceType` (hard or soft) and `reason`; complained `feedbackType`; delayed and "
-            "failed `reason`, `smtpCode`, `mtaHost`; dropped `reason`."
-        ),
-    }
-)
-class _EnvelopeData(serializers.Field):
-    pass
-
-
 class EnvelopeSerializer(serializers.Serializer):
     id = serializers.CharField(help_text="`evt_` + 26 characters, sortable by time; unique.")
     type = serializers.ChoiceField(choices=list(events.ALL_TYPES))
     created = serializers.DateTimeField()
-    data = _EnvelopeData()
+    data = EnvelopeDataSerializer()
 
     class Meta:
         ref_name = "EventEnvelope"

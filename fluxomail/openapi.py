@@ -23,7 +23,7 @@ from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 
 from fluxomail.api import ERROR_CONTENT_TYPES, JSON_CONTENT_TYPE, TITLES
-from sends import timeline, views
+from sends import event_api, events, timeline, views
 
 # -- authentication ---------------------------------------------------------------------------
 
@@ -201,31 +201,79 @@ class MessageAttemptSerializer(serializers.Serializer):
         return fields
 
 
-@extend_schema_field(
-    {
-        "type": "object",
-        "required": ["type", "ts"],
-        "properties": {
-            "type": {
-                "type": "string",
-                "enum": [
-                    "sent",
-                    "failed",
-                    "delivered",
-                    "bounced",
-                    "complained",
-                    "opened",
-                    "clicked",
-                ],
-            },
-            "ts": {"type": "string", "format": "date-time"},
-        },
-        "additionalProperties": True,
-        "description": "The event's type and time with its own data (url, userAgentClass, ...).",
-    }
-)
-class _Event(serializers.Field):
-    pass
+class EnvelopeDataSerializer(serializers.Serializer):
+    """The send's members, then the type's own (more properties): opened `machine`; clicked
+    `url`; bounced `bounceType` (hard or soft) and `reason`; complained `feedbackType`; delayed
+    and failed `reason`, `smtpCode`, `mtaHost`; dropped `reason`."""
+
+    sendId = serializers.CharField()  # noqa: N815
+    providerMessageId = serializers.CharField(allow_null=True)  # noqa: N815
+    to = serializers.CharField()
+    subject = serializers.CharField()
+    metadata = serializers.DictField(child=serializers.CharField())
+
+    class Meta:
+        ref_name = "EventData"
+
+
+class EnvelopeSerializer(serializers.Serializer):
+    id = serializers.CharField(help_text="`evt_` + 26 characters, sortable by time; unique.")
+    type = serializers.ChoiceField(choices=list(events.ALL_TYPES))
+    created = serializers.DateTimeField()
+    data = EnvelopeDataSerializer()
+
+    class Meta:
+        ref_name = "EventEnvelope"
+
+
+class EventPageSerializer(serializers.Serializer):
+    events = EnvelopeSerializer(many=True)
+    nextCursor = serializers.CharField(  # noqa: N815
+        allow_null=True, help_text="Pass as `cursor` for older events; null on the last page."
+    )
+
+    class Meta:
+        ref_name = "EventPage"
+
+
+class _WindowSerializer(serializers.Serializer):
+    preset = serializers.ChoiceField(choices=["24h", "7d", "30d", "all"], allow_null=True)
+    since = serializers.DateTimeField(allow_null=True)
+    until = serializers.DateTimeField()
+
+    class Meta:
+        ref_name = "MetricsWindow"
+
+
+class _ScannedSerializer(serializers.Serializer):
+    sends = serializers.IntegerField()
+    sendScanLimit = serializers.IntegerField(allow_null=True)  # noqa: N815
+
+    class Meta:
+        ref_name = "MetricsScanned"
+
+
+class _MetricValuesSerializer(serializers.Serializer):
+    class Meta:
+        ref_name = "MetricValues"
+
+    def get_fields(self):
+        counts = ["totalSent", "totalDelivered", "totalOpened", "uniqueOpens", "totalClicked"]
+        counts += ["uniqueClicks", "totalBounced", "totalComplained", "totalDelayed"]
+        rates = ["deliveryRate", "avgOpenRate", "avgClickRate", "avgClickToOpenRate"]
+        rates += ["bounceRate", "complaintRate", "delayedRate"]
+        fields = {name: serializers.IntegerField() for name in counts}
+        fields |= {name: serializers.FloatField() for name in rates}
+        return fields
+
+
+class MetricsSerializer(serializers.Serializer):
+    window = _WindowSerializer()
+    scanned = _ScannedSerializer()
+    metrics = _MetricValuesSerializer()
+
+    class Meta:
+        ref_name = "Metrics"
 
 
 class EngagementSerializer(serializers.Serializer):
@@ -241,7 +289,10 @@ class EngagementSerializer(serializers.Serializer):
 class SendTimelineSerializer(serializers.Serializer):
     send = SendSerializer()
     messages = MessageAttemptSerializer(many=True)
-    events = serializers.ListField(child=_Event())
+    events = EnvelopeSerializer(many=True)
+    nextCursor = serializers.CharField(  # noqa: N815
+        allow_null=True, help_text="Pass as `cursor` for older events; null on the last page."
+    )
     opens = EngagementSerializer()
     clicks = EngagementSerializer()
 
@@ -419,6 +470,19 @@ READ_RESPONSES = {
     503: problem("The database is unavailable", "service_unavailable"),
 }
 
+EVENT_RESPONSES = {
+    **AUTH_ERRORS,
+    400: problem("Invalid parameter (named in details)", "validation_error"),
+    503: problem("The database is unavailable", "service_unavailable"),
+}
+
+_MOMENT = {
+    "anyOf": [
+        {"type": "string", "format": "date-time", "maxLength": timeline.DATE_PARAM_MAX_LENGTH},
+        {"type": "string", "pattern": "^[0-9]{1,15}$", "description": "Epoch milliseconds."},
+    ]
+}
+
 _DAY_OR_TIME = {
     "anyOf": [
         {"type": "string", "format": "date", "maxLength": timeline.DATE_PARAM_MAX_LENGTH},
@@ -426,6 +490,37 @@ _DAY_OR_TIME = {
     ]
 }
 _QUERY = OpenApiParameter.QUERY
+EVENT_FILTERS = [
+    OpenApiParameter(
+        "types",
+        {
+            "type": "array",
+            "maxItems": event_api.MAX_TYPES,
+            "items": {"type": "string", "enum": [*events.ALL_TYPES, events.WILDCARD]},
+        },
+        _QUERY,
+        explode=True,
+        description="Repeatable; `email.*` matches every type.",
+    ),
+    OpenApiParameter(
+        "since",
+        {
+            "anyOf": [
+                {"type": "string", "pattern": "^evt_[0-9a-z]{26}$"},
+                {"type": "string", "format": "date-time", "maxLength": 40},
+                {"type": "string", "pattern": "^[0-9]{1,15}$"},
+            ]
+        },
+        _QUERY,
+        description="Only events after this event id, or recorded at or after this time.",
+    ),
+    OpenApiParameter(
+        "domain", {"type": "string", "maxLength": 255}, _QUERY, description="Recipient domain."
+    ),
+    OpenApiParameter("smtpCode", {"type": "integer", "minimum": 100, "maximum": 599}, _QUERY),
+    OpenApiParameter("mtaHost", {"type": "string", "maxLength": 255}, _QUERY),
+]
+
 LIST_PARAMETERS = [
     OpenApiParameter(
         "limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}, _QUERY
@@ -501,20 +596,79 @@ def _annotate() -> None:
         get=extend_schema(
             summary="A send's timeline",
             operation_id="sends_retrieve",
-            description="The send, its delivery attempts and its events in time order.",
+            description=(
+                "The send, its delivery attempts and its events newest first, in pages of "
+                "`limit`; `opens` and `clicks` summarise the whole send."
+            ),
             responses=_with_media_types({200: SendTimelineSerializer, **READ_RESPONSES}),
             parameters=[
                 OpenApiParameter(
                     "send_id",
                     {"type": "string", "pattern": "^sends_[0-9a-z]{26}$"},
                     OpenApiParameter.PATH,
-                )
+                ),
+                OpenApiParameter(
+                    "limit",
+                    {"type": "integer", "minimum": 1, "maximum": 100, "default": 100},
+                    _QUERY,
+                ),
+                OpenApiParameter(
+                    "cursor", _MOMENT, _QUERY, description="Events older than this moment."
+                ),
             ]
             + REQUEST_ID_HEADERS
             + [_AUTH_HEADER],
             tags=["Sends"],
         )
     )(timeline.SendDetailView)
+    extend_schema_view(
+        get=extend_schema(
+            summary="List events",
+            operation_id="events_list",
+            description=(
+                "The organization's events (SPEC section 7), newest first, in pages of `limit`. "
+                "`cursor` pages to older events, `since` bounds them from below."
+            ),
+            responses=_with_media_types({200: EventPageSerializer, **EVENT_RESPONSES}),
+            parameters=EVENT_FILTERS
+            + [
+                OpenApiParameter(
+                    "limit",
+                    {"type": "integer", "minimum": 0, "maximum": 100, "default": 50},
+                    _QUERY,
+                ),
+                OpenApiParameter(
+                    "cursor", {"type": "string", "maxLength": timeline.CURSOR_MAX_LENGTH}, _QUERY
+                ),
+            ]
+            + REQUEST_ID_HEADERS
+            + [_AUTH_HEADER],
+            tags=["Events"],
+        )
+    )(event_api.EventListView)
+    extend_schema_view(
+        get=extend_schema(
+            summary="Delivery and engagement metrics",
+            operation_id="metrics_retrieve",
+            description=(
+                "Counts and rates over a window, from counters kept as events arrive (never a "
+                "scan of sends). Rates are fractions of totalSent; click-to-open is unique "
+                "clicks over unique opens; machine opens are left out of opens."
+            ),
+            responses=_with_media_types({200: MetricsSerializer, **EVENT_RESPONSES}),
+            parameters=[
+                OpenApiParameter(
+                    "window",
+                    {"type": "string", "enum": ["24h", "7d", "30d", "all"], "default": "24h"},
+                    _QUERY,
+                ),
+                OpenApiParameter("since", _MOMENT, _QUERY, description="Overrides window."),
+            ]
+            + REQUEST_ID_HEADERS
+            + [_AUTH_HEADER],
+            tags=["Events"],
+        )
+    )(event_api.MetricsView)
 
 
 _annotate()

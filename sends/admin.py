@@ -5,6 +5,7 @@ from django.utils import timezone
 from django.utils.timesince import timesince
 
 from fluxomail.admin import ReadOnlyModelAdmin
+from sends.events import envelope, sentence
 from sends.models import Event, IdempotencyRecord, Message, Policy, Send
 
 
@@ -28,8 +29,15 @@ class MessageInline(ReadOnlyInline):
 
 class EventInline(ReadOnlyInline):
     model = Event
-    fields = ["occurred_at", "type", "message", "data"]
+    fields = ["occurred_at", "public_id", "type", "description", "data"]
     readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("send", "message")
+
+    @admin.display(description="what happened")
+    def description(self, event: Event) -> str:
+        return sentence(envelope(event))
 
 
 class PolicyKeyFilter(admin.SimpleListFilter):

@@ -183,6 +183,20 @@ def safe_error(exc: BaseException) -> str:
     return f"{name} (status {status})" if status else name
 
 
+def failure_data(exc: BaseException, reason: str) -> dict:
+    """The members of an `email.failed` event (SPEC section 7): the reason and, when an SMTP
+    server answered, its code and host."""
+    data: dict = {"reason": reason}
+    code = getattr(exc, "smtp_code", None)
+    if isinstance(exc, smtplib.SMTPRecipientsRefused) and exc.recipients:
+        code = next(iter(exc.recipients.values()))[0]
+    if isinstance(code, int) and code > 0:
+        data["smtpCode"] = code
+        if settings.EMAIL_HOST:
+            data["mtaHost"] = settings.EMAIL_HOST
+    return data
+
+
 def new_message_id(organization: Organization) -> str:
     return make_msgid(domain=identity_domain(organization))
 

@@ -69,6 +69,10 @@ class Send(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
+    # The first human open and the first click: set once by a conditional UPDATE, so that the
+    # metrics count unique opens and clicks exactly, without scanning events.
+    first_opened_at = models.DateTimeField(null=True, blank=True)
+    first_clicked_at = models.DateTimeField(null=True, blank=True)
 
     objects = SendQuerySet.as_manager()
 
@@ -120,33 +124,133 @@ class Message(models.Model):
         return f"{self.send_id} attempt {self.pk}"
 
 
-class Event(models.Model):
-    class Type(models.TextChoices):
-        SENT = "sent", "sent"
-        FAILED = "failed", "failed"
-        DELIVERED = "delivered", "delivered"
-        BOUNCED = "bounced", "bounced"
-        COMPLAINED = "complained", "complained"
-        OPENED = "opened", "opened"
-        CLICKED = "clicked", "clicked"
+class EventQuerySet(models.QuerySet):
+    def for_org(self, organization: Organization) -> "EventQuerySet":
+        return self.filter(organization=organization)
 
-    send = models.ForeignKey(Send, on_delete=models.CASCADE, related_name="events")
+
+class Event(models.Model):
+    """One event of a send: the event log that every reader shows as the same envelope.
+
+    `public_id` (`evt_…`) sorts by the time the row was recorded; `occurred_at` is when the
+    event happened (a provider's webhook may report it later). The filter columns
+    (`recipient_domain`, `smtp_code`, `mta_host`) copy members of `data` so that the events
+    API answers each filter from an index range.
+    """
+
+    class Type(models.TextChoices):
+        SENT = "email.sent", "sent"
+        DELIVERED = "email.delivered", "delivered"
+        DELAYED = "email.delayed", "delayed"
+        BOUNCED = "email.bounced", "bounced"
+        COMPLAINED = "email.complained", "complained"
+        OPENED = "email.opened", "opened"
+        CLICKED = "email.clicked", "clicked"
+        FAILED = "email.failed", "failed"
+        DROPPED = "email.dropped", "dropped"
+
+    public_id = models.CharField(max_length=40, unique=True, editable=False)
+    # Covered by the (organization, …) indexes below: no index of its own.
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    # Covered by event_send_time.
+    send = models.ForeignKey(Send, on_delete=models.CASCADE, related_name="events", db_index=False)
+    # Messages go only with their send (whose events go too): no index to keep up per event.
     message = models.ForeignKey(
-        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+        Message,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="events",
+        db_index=False,
     )
     type = models.CharField(max_length=20, choices=Type.choices)
     occurred_at = models.DateTimeField(default=timezone.now)
+    recipient_domain = models.CharField(max_length=255, blank=True)
+    smtp_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    mta_host = models.CharField(max_length=255, blank=True)
     data = models.JSONField(default=dict, blank=True)
+    # A provider's event recorded once: a digest of (provider message id, type, provider event
+    # id); null for the service's own events.
+    dedupe_key = models.CharField(max_length=64, null=True, blank=True, unique=True)
+
+    objects = EventQuerySet.as_manager()
 
     class Meta:
         ordering = ["occurred_at", "id"]
         indexes = [
-            # A send's timeline in time order.
+            # A send's timeline in time order (and its cursor by time).
             models.Index(fields=["send", "occurred_at"], name="event_send_time"),
+            # GET /api/v1/events, the stream's catch-up: one organization's events by id.
+            models.Index(fields=["organization", "-public_id"], name="event_org_id"),
+            # … filtered by type (`types`, wildcards expanded to a list).
+            models.Index(fields=["organization", "type", "-public_id"], name="event_org_type"),
+            # … filtered by recipient domain.
+            models.Index(
+                fields=["organization", "recipient_domain", "-public_id"], name="event_org_domain"
+            ),
+            # … filtered by SMTP code or MTA host: only events that carry one are indexed.
+            models.Index(
+                fields=["organization", "smtp_code", "-public_id"],
+                name="event_org_smtp_code",
+                condition=models.Q(smtp_code__isnull=False),
+            ),
+            models.Index(
+                fields=["organization", "mta_host", "-public_id"],
+                name="event_org_mta_host",
+                condition=~models.Q(mta_host=""),
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.type} {self.send_id}"
+
+    def save(self, *args, **kwargs):
+        if not self.public_id:
+            self.public_id = new_id("evt")
+        if self.organization_id is None and self.send_id is not None:
+            self.organization_id = self.send.organization_id
+        super().save(*args, **kwargs)
+
+
+class EventCounter(models.Model):
+    """How many events of one kind an organization had in one UTC hour: the metrics' source.
+
+    Written by upsert as events are recorded (sends.events), read by GET /api/v1/metrics and
+    the dashboard, so neither ever scans sends or events.
+    """
+
+    class Name(models.TextChoices):
+        SENT = "sent"
+        DELIVERED = "delivered"
+        DELAYED = "delayed"
+        BOUNCED = "bounced"
+        COMPLAINED = "complained"
+        OPENED = "opened", "opened (human)"
+        UNIQUE_OPENED = "unique_opened", "sends opened (human)"
+        CLICKED = "clicked"
+        UNIQUE_CLICKED = "unique_clicked", "sends clicked"
+        FAILED = "failed"
+        DROPPED = "dropped"
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    hour = models.DateTimeField(help_text="Start of the UTC hour.")
+    name = models.CharField(max_length=20, choices=Name.choices)
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            # The upsert target, and the metrics' range scan by (organization, hour).
+            models.UniqueConstraint(
+                fields=["organization", "hour", "name"], name="event_counter_bucket"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.hour:%Y-%m-%d %H}h: {self.count}"
 
 
 class IdempotencyRecord(models.Model):

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, Organization
 from fluxomail.api import InternalError
-from sends import delivery, idempotency
+from sends import delivery, events, idempotency
 from sends.models import Event, IdempotencyRecord, Message, Policy, Send
 from sends.rendering import render_html
 
@@ -176,8 +176,11 @@ def send_email(
         attempt.error = delivery.safe_error(exc)
         attempt.provider_message_id = ""
         attempt.save(force_insert=True)
-        Event.objects.create(
-            send=send, message=attempt, type=Event.Type.FAILED, data={"error": attempt.error}
+        events.record(
+            send=send,
+            message=attempt,
+            type=Event.Type.FAILED,
+            data=delivery.failure_data(exc, attempt.error),
         )
         if _release(record, send):
             send.mark(Send.Status.FAILED)
@@ -199,12 +202,7 @@ def send_email(
     # statement waits for its own WAL flush), and no lock is held while the provider is called.
     with transaction.atomic():
         attempt.save(force_insert=True)
-        Event.objects.create(
-            send=send,
-            message=attempt,
-            type=Event.Type.SENT,
-            data={"messageId": result.message_id},
-        )
+        events.record(send=send, message=attempt, type=Event.Type.SENT)
         send.mark(Send.Status.SENT)
         if record is not None:
             idempotency.complete(record, send, body)

@@ -5,6 +5,7 @@ import binascii
 import re
 from datetime import UTC, datetime, time, timedelta
 
+from django.db.models import Count, Max, Min, Q
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -14,16 +15,16 @@ from rest_framework.views import APIView
 
 from accounts.models import Scope
 from fluxomail.api import NotFound
+from sends.events import envelope, iso, parse_moment
 from sends.models import Event, Send
 
 SEND_ID = re.compile(r"^sends_[0-9a-z]{26}$")
 
-
-def iso(value: datetime | None) -> str | None:
-    """ISO 8601 in UTC with a Z, to the millisecond."""
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+# Bounds of the list's query parameters (also in its OpenAPI document): a cursor is 43
+# characters, an ISO 8601 date-time at most 32; together they keep the request line short.
+CURSOR_MAX_LENGTH = 64
+TO_FILTER_MAX_LENGTH = 320
+DATE_PARAM_MAX_LENGTH = 40
 
 
 def send_json(send: Send) -> dict:
@@ -54,62 +55,105 @@ def message_json(message) -> dict:
     }
 
 
-def event_json(event: Event) -> dict:
-    data = {key: value for key, value in event.data.items() if key not in ("type", "ts")}
-    return {"type": event.type, "ts": iso(event.occurred_at), **data}
-
-
-def _summary(events: list[Event], kind: str) -> dict:
-    matching = [event for event in events if event.type == kind]
+def _summaries(send: Send) -> dict:
+    """Opens and clicks of the whole send (not only the page shown): one aggregate query."""
+    aggregates = {}
+    for name, kind in (("opens", Event.Type.OPENED), ("clicks", Event.Type.CLICKED)):
+        of_kind = Q(type=kind)
+        aggregates |= {
+            f"{name}_count": Count("id", filter=of_kind),
+            f"{name}_machine": Count("id", filter=of_kind & Q(data__machine=True)),
+            f"{name}_first": Min("occurred_at", filter=of_kind),
+            f"{name}_last": Max("occurred_at", filter=of_kind),
+        }
+    row = Event.objects.filter(send=send).aggregate(**aggregates)
     return {
-        "count": len(matching),
-        "machineCount": sum(1 for event in matching if event.data.get("machine")),
-        "firstAt": iso(matching[0].occurred_at) if matching else None,
-        "lastAt": iso(matching[-1].occurred_at) if matching else None,
+        name: {
+            "count": row[f"{name}_count"],
+            "machineCount": row[f"{name}_machine"],
+            "firstAt": iso(row[f"{name}_first"]),
+            "lastAt": iso(row[f"{name}_last"]),
+        }
+        for name in ("opens", "clicks")
     }
 
 
+class MomentField(serializers.Field):
+    """A moment as an ISO 8601 date-time (no offset: UTC) or epoch milliseconds."""
+
+    default_error_messages = {"invalid": "Must be an ISO 8601 date-time or epoch milliseconds."}
+
+    def to_internal_value(self, data) -> datetime:
+        moment = None
+        if isinstance(data, str) and len(data) <= DATE_PARAM_MAX_LENGTH:
+            moment = parse_moment(data.strip())
+        if moment is None:
+            self.fail("invalid")
+        return moment
+
+    def to_representation(self, value):
+        return iso(value)
+
+
+class TimelineQuery(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, max_value=100, default=100)
+    cursor = MomentField(required=False)
+
+
 class SendDetailView(APIView):
-    """GET /api/v1/sends/{id}: the send, its delivery attempts and its events in time order."""
+    """GET /api/v1/sends/{id}: the send, its delivery attempts, and its events newest first.
+
+    `cursor` (epoch ms or ISO 8601) pages to older events; `nextCursor` is the time of the
+    page's last event, to the microsecond.
+    """
 
     required_scopes = (Scope.READ_SENDS,)
 
     def get(self, request: Request, send_id: str) -> Response:
+        query = TimelineQuery(data=request.query_params.dict())
+        if not query.is_valid():
+            raise serializers.ValidationError(query.errors)
+        params = query.validated_data
         if not SEND_ID.match(send_id):
             raise NotFound()
         send = Send.objects.for_org(request.user.organization).filter(public_id=send_id).first()
         if send is None:
             raise NotFound()
         messages = list(send.messages.order_by("created_at", "id"))
-        events = list(send.events.order_by("occurred_at", "id"))
+        page = send.events.select_related("message").order_by("-occurred_at", "-id")
+        if "cursor" in params:
+            page = page.filter(occurred_at__lt=params["cursor"])
+        limit = params["limit"]
+        page = list(page[: limit + 1])
+        next_cursor = None
+        if len(page) > limit:
+            page = page[:limit]
+            last = page[-1].occurred_at.astimezone(UTC)
+            next_cursor = last.isoformat(timespec="microseconds").replace("+00:00", "Z")
+        for event in page:
+            event.send = send
         return Response(
             {
                 "send": send_json(send),
                 "messages": [message_json(message) for message in messages],
-                "events": [event_json(event) for event in events],
-                "opens": _summary(events, Event.Type.OPENED),
-                "clicks": _summary(events, Event.Type.CLICKED),
+                "events": [envelope(event) for event in page],
+                "nextCursor": next_cursor,
+                **_summaries(send),
             }
         )
-
-
-# Bounds of the list's query parameters (also in its OpenAPI document): a cursor is 43
-# characters, an ISO 8601 date-time at most 32; together they keep the request line short.
-CURSOR_MAX_LENGTH = 64
-TO_FILTER_MAX_LENGTH = 320
-DATE_PARAM_MAX_LENGTH = 40
 
 
 def encode_cursor(public_id: str) -> str:
     return base64.urlsafe_b64encode(public_id.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> str | None:
+def decode_cursor(cursor: str, pattern: re.Pattern = SEND_ID) -> str | None:
+    """The id a cursor stands for, when it is one that `pattern` matches."""
     try:
         value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
     except (binascii.Error, ValueError):
         return None
-    return value if SEND_ID.match(value) else None
+    return value if pattern.match(value) else None
 
 
 class FlexibleDateTimeField(serializers.DateTimeField):

@@ -16,7 +16,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
 from fluxomail.api import problem_response
-from sends import tracking
+from sends import events, tracking
 from sends.models import Event, Send
 
 # Substrings of user agents (lower-cased) and the class they stand for. Mail-privacy proxies
@@ -102,7 +102,7 @@ def open_pixel(request: HttpRequest, token: str) -> HttpResponse:
         now = timezone.now()
         agent_class = user_agent_class(request.headers.get("User-Agent", ""))
         too_soon = now - _sent_at(send) < timedelta(seconds=settings.TRACKING_MACHINE_OPEN_SECONDS)
-        Event.objects.create(
+        events.record(
             send=send,
             type=Event.Type.OPENED,
             occurred_at=now,
@@ -125,7 +125,7 @@ def click(request: HttpRequest, token: str) -> HttpResponse:
     _, position, url = value
     if request.method == "GET" and _within_recording_budget("c", send):
         agent_class = user_agent_class(request.headers.get("User-Agent", ""))
-        Event.objects.create(
+        events.record(
             send=send,
             type=Event.Type.CLICKED,
             data={

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from sends import timeline, views
+from sends import event_api, timeline, views
 
 urlpatterns = [
     path("emails/send", views.SendEmailView.as_view(endpoint="send"), name="emails-send"),
@@ -9,6 +9,8 @@ urlpatterns = [
         views.SendEmailView.as_view(endpoint="send-global"),
         name="emails-send-global",
     ),
+    path("events", event_api.EventListView.as_view(), name="events-list"),
+    path("metrics", event_api.MetricsView.as_view(), name="metrics"),
     path("sends", timeline.SendListView.as_view(), name="sends-list"),
     path("sends/<str:send_id>", timeline.SendDetailView.as_view(), name="sends-detail"),
 ]

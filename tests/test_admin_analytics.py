@@ -130,7 +130,7 @@ def make_send(organization, **fields) -> Send:
         send=send, from_email="a@acme.test", to=[send.to], provider="smtp",
         provider_message_id=f"<{send.public_id}@mx>",
     )  # fmt: skip
-    Event.objects.create(send=send, message=message, type="sent")
+    Event.objects.create(send=send, message=message, type=Event.Type.SENT)
     return send
 
 

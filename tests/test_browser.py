@@ -182,7 +182,7 @@ def test_mail_preview_renders_in_a_sandbox_without_running_scripts(page, live_se
         html='<p id="hello" style="color: rgb(200, 0, 0)">Hello preview</p>'
         '<script>document.body.dataset.ran = "yes"</script>',
     )  # fmt: skip
-    Event.objects.create(send=send, message=message, type="sent")
+    Event.objects.create(send=send, message=message, type=Event.Type.SENT)
     log_in(page, live_server, alice)
     page.click("nav a[href='/dashboard/sends/']")
     page.click(f"text={send.public_id}")

@@ -361,7 +361,7 @@ def make_send(organization, *, status="sent", to="user@example.com", html="<p>Hi
         text="Hi",
         html=html,
     )
-    Event.objects.create(send=send, message=message, type="sent")
+    Event.objects.create(send=send, message=message, type=Event.Type.SENT)
     return send
 
 
@@ -440,3 +440,42 @@ def test_another_organizations_send_is_404(alice_client, charlie, suffix):
     other = make_send(charlie.organization)
     response = alice_client.get(f"/dashboard/sends/{other.public_id}/{suffix}")
     assert response.status_code == 404
+
+
+def test_usage_page_shows_delivery_bounce_and_complaint_rates(alice_client, charlie):
+    from sends import events
+
+    mine = [make_send(alice_client_org(alice_client), to=f"r{i}@example.com") for i in range(4)]
+    for send in mine:
+        events.record(send=send, type=Event.Type.SENT)
+    for send in mine[:3]:
+        events.record(send=send, type=Event.Type.DELIVERED)
+    events.record(send=mine[3], type=Event.Type.BOUNCED, data={"bounceType": "hard"})
+    events.record(send=mine[0], type=Event.Type.COMPLAINED)
+    other = make_send(charlie.organization, to="c@example.com")
+    events.record(send=other, type=Event.Type.BOUNCED, data={"bounceType": "hard"})
+
+    html = alice_client.get("/dashboard/usage/?days=7").content.decode()
+
+    assert '<dd data-metric="totalSent">4</dd>' in html
+    assert '<dd data-metric="deliveryRate">3 · 75%</dd>' in html
+    assert '<dd data-metric="bounceRate">1 · 25%</dd>' in html
+    assert '<dd data-metric="complaintRate">1 · 25%</dd>' in html
+    assert '<dd data-metric="delayedRate">0 · 0%</dd>' in html
+
+
+def test_send_page_tells_each_event_as_a_sentence(alice_client):
+    from sends import events
+
+    send = make_send(alice_client_org(alice_client), to="a@example.com")
+    events.record(send=send, type=Event.Type.DELIVERED, data={"response": "250 2.0.0 OK id=1"})
+    events.record(
+        send=send, type=Event.Type.BOUNCED, data={"bounceType": "soft", "reason": "mailbox full"}
+    )
+    events.record(send=send, type=Event.Type.COMPLAINED, data={"feedbackType": "abuse"})
+
+    html = alice_client.get(f"/dashboard/sends/{send.public_id}/").content.decode()
+
+    assert "Delivered; the receiving server answered “250 2.0.0 OK id=1”." in html
+    assert "Bounced (soft bounce): mailbox full." in html
+    assert "Marked as spam by the recipient (abuse)." in html

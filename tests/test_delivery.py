@@ -203,8 +203,8 @@ def test_smtp_server_down_gives_500_naming_the_send_and_a_retry_delivers_on_it(
     assert Send.objects.get(public_id=send_id).status == "sent"
     assert Message.objects.filter(send=record).count() == 2
     assert list(Event.objects.filter(send=record).values_list("type", flat=True)) == [
-        "failed",
-        "sent",
+        "email.failed",
+        "email.sent",
     ]
     replay = send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="order-7")
     assert replay.json() == dict(retried.json(), reused=True)

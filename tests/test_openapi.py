@@ -30,6 +30,8 @@ def test_document_lists_every_api_operation(document):
     assert sorted(document["paths"]) == [
         "/api/v1/emails/send",
         "/api/v1/emails/send-global",
+        "/api/v1/events",
+        "/api/v1/metrics",
         "/api/v1/sends",
         "/api/v1/sends/{send_id}",
     ]
@@ -152,6 +154,13 @@ def test_timeline_operations_document_their_bodies_filters_and_errors(document):
     for operation in (listing, detail):
         assert {"400", "401", "403", "404", "500", "503"} <= set(operation["responses"])
     timeline = document["components"]["schemas"]["SendTimeline"]
-    assert set(timeline["properties"]) == {"send", "messages", "events", "opens", "clicks"}
+    assert set(timeline["properties"]) == {
+        "send",
+        "messages",
+        "events",
+        "nextCursor",
+        "opens",
+        "clicks",
+    }
     attempt = document["components"]["schemas"]["MessageAttempt"]
     assert "from" in attempt["properties"] and "from_" not in attempt["properties"]

@@ -215,7 +215,14 @@ def test_smtp_refusing_the_recipient_fails_the_send_with_the_smtp_reply(
     send = _failed_send(reply)
     attempt = send.messages.get()
     assert attempt.error == error
-    assert list(send.events.values_list("type", flat=True)) == ["failed"]
+    (event,) = send.events.all()
+    assert event.type == "email.failed"
+    assert event.data == {
+        "reason": error,
+        "smtpCode": int(reply_line[:3]),
+        "mtaHost": "127.0.0.1",
+    }
+    assert (event.smtp_code, event.mta_host) == (int(reply_line[:3]), "127.0.0.1")
     assert smtp.messages == []
 
 

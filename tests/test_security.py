@@ -14,7 +14,7 @@ from django.test import Client
 from django.urls import NoReverseMatch, reverse
 
 from accounts.models import ApiKey
-from sends.models import Message, Send
+from sends.models import Event, Message, Send
 from tests.conftest import SEED_BODY
 
 FULL_KEY = re.compile(r"flx_[A-Za-z0-9]{8}_[A-Za-z0-9]{20,}")
@@ -334,7 +334,7 @@ def test_a_click_token_cannot_be_moved_onto_another_send_or_url(client, two_send
         response = client.get(f"/t/c/{token}")
         assert response.status_code == 302
         assert response["Location"] == "https://shop.example.com/a"
-    assert mine.events.filter(type="clicked").count() == 2
+    assert mine.events.filter(type=Event.Type.CLICKED).count() == 2
     assert not theirs.events.exists()
 
 
@@ -349,5 +349,5 @@ def test_an_open_token_names_exactly_one_send(client, two_sends):
     forged = f"/t/o/{theirs.public_id}:{signature}.gif"
     assert client.get(forged).status_code == 404
     assert client.get(path).status_code == 200
-    assert mine.events.filter(type="opened").count() == 1
+    assert mine.events.filter(type=Event.Type.OPENED).count() == 1
     assert not theirs.events.exists()

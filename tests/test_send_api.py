@@ -40,7 +40,7 @@ def test_seed_body_is_sent_and_answers_exactly_four_fields(api, send_key, seed_b
     assert message.html.startswith('<p>Hi there</p><img src="')
     assert f"/t/o/{send.public_id}:" in message.html
     assert message.to == ["user@example.com"]
-    assert list(Event.objects.filter(send=send).values_list("type", flat=True)) == ["sent"]
+    assert list(Event.objects.filter(send=send).values_list("type", flat=True)) == ["email.sent"]
 
     assert len(mail.outbox) == 1
     sent = mail.outbox[0]

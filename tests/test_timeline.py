@@ -72,7 +72,6 @@ def delivered(acme) -> Send:
         message=message,
         type=Event.Type.SENT,
         occurred_at=T0 + timedelta(milliseconds=350),
-        data={"messageId": "<m1@acme.test>"},
     )
     pixel = re.search(re.escape(SITE) + r"(/t/o/[^\"]+\.gif)", rendered).group(1)
     clicks = re.findall(re.escape(SITE) + r"(/t/c/[^\"]+)", rendered)
@@ -92,6 +91,13 @@ def test_timeline_shows_the_send_its_attempts_and_events_in_order(api, read_key,
 
     assert response.status_code == 200
     assert response["Content-Type"] == "application/json"
+    sent, opened, *clicks = delivered.events.order_by("occurred_at")
+    base = {
+        "sendId": delivered.public_id,
+        "to": "reader@example.com",
+        "subject": "Your receipt",
+        "metadata": {"orderId": "42"},
+    }
     assert response.json() == {
         "send": {
             "id": delivered.public_id,
@@ -127,30 +133,51 @@ def test_timeline_shows_the_send_its_attempts_and_events_in_order(api, read_key,
             },
         ],
         "events": [
-            {"type": "sent", "ts": "2026-03-02T09:00:00.350Z", "messageId": "<m1@acme.test>"},
             {
-                "type": "opened",
-                "ts": "2026-03-02T09:10:00.000Z",
-                "userAgentClass": "browser",
-                "machine": False,
+                "id": clicks[1].public_id,
+                "type": "email.clicked",
+                "created": "2026-03-02T09:12:00.000Z",
+                "data": {
+                    **base,
+                    "providerMessageId": None,
+                    "url": "https://shop.example/order/42?a=1&b=2",
+                    "position": 0,
+                    "userAgentClass": "browser",
+                    "machine": False,
+                },
             },
             {
-                "type": "clicked",
-                "ts": "2026-03-02T09:11:00.000Z",
-                "url": "https://shop.example/help",
-                "position": 1,
-                "userAgentClass": "browser",
-                "machine": False,
+                "id": clicks[0].public_id,
+                "type": "email.clicked",
+                "created": "2026-03-02T09:11:00.000Z",
+                "data": {
+                    **base,
+                    "providerMessageId": None,
+                    "url": "https://shop.example/help",
+                    "position": 1,
+                    "userAgentClass": "browser",
+                    "machine": False,
+                },
             },
             {
-                "type": "clicked",
-                "ts": "2026-03-02T09:12:00.000Z",
-                "url": "https://shop.example/order/42?a=1&b=2",
-                "position": 0,
-                "userAgentClass": "browser",
-                "machine": False,
+                "id": opened.public_id,
+                "type": "email.opened",
+                "created": "2026-03-02T09:10:00.000Z",
+                "data": {
+                    **base,
+                    "providerMessageId": None,
+                    "userAgentClass": "browser",
+                    "machine": False,
+                },
+            },
+            {
+                "id": sent.public_id,
+                "type": "email.sent",
+                "created": "2026-03-02T09:00:00.350Z",
+                "data": {**base, "providerMessageId": "<m1@acme.test>"},
             },
         ],
+        "nextCursor": None,
         "opens": {
             "count": 1,
             "machineCount": 0,
@@ -420,15 +447,21 @@ def test_a_send_an_open_and_two_clicks_through_the_api_show_up_in_the_timeline(
     assert timeline["send"]["createdAt"] == "2026-03-02T09:00:00.000Z"
     assert [m["providerMessageId"] for m in timeline["messages"]] == [sent["messageId"]]
     assert timeline["messages"][0]["error"] is None
-    assert [(e["type"], e["ts"]) for e in timeline["events"]] == [
-        ("sent", "2026-03-02T09:00:00.000Z"),
-        ("opened", "2026-03-02T09:03:00.000Z"),
-        ("clicked", "2026-03-02T09:04:00.000Z"),
-        ("clicked", "2026-03-02T09:05:00.000Z"),
+    assert [(e["type"], e["created"]) for e in timeline["events"]] == [
+        ("email.clicked", "2026-03-02T09:05:00.000Z"),
+        ("email.clicked", "2026-03-02T09:04:00.000Z"),
+        ("email.opened", "2026-03-02T09:03:00.000Z"),
+        ("email.sent", "2026-03-02T09:00:00.000Z"),
     ]
-    assert [e.get("url") for e in timeline["events"][2:]] == [
-        "https://shop.example/order/42?a=1&b=2",
+    assert [e["data"]["providerMessageId"] for e in timeline["events"]] == [
+        None,
+        None,
+        None,
+        sent["messageId"],
+    ]
+    assert [e["data"].get("url") for e in timeline["events"][:2]] == [
         "https://shop.example/help",
+        "https://shop.example/order/42?a=1&b=2",
     ]
     assert timeline["opens"]["count"] == 1
     assert timeline["opens"]["firstAt"] == "2026-03-02T09:03:00.000Z"

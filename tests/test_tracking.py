@@ -125,7 +125,7 @@ def test_every_pixel_fetch_records_one_open(send, policy):
         client.get(path, HTTP_USER_AGENT="Mozilla/5.0 (Macintosh) AppleWebKit/605.1.15")
         client.get(path, HTTP_USER_AGENT="Mozilla/5.0 (Macintosh) AppleWebKit/605.1.15")
 
-    opens = events(send, "opened")
+    opens = events(send, Event.Type.OPENED)
     assert [(e.occurred_at, e.data) for e in opens] == [
         (START + timedelta(hours=1), {"userAgentClass": "browser", "machine": False}),
         (START + timedelta(hours=1), {"userAgentClass": "browser", "machine": False}),
@@ -144,13 +144,13 @@ def test_opens_and_clicks_past_the_per_minute_cap_answer_but_are_not_recorded(
         clicks = [client.get(click_path) for _ in range(5)]
         assert [r.status_code for r in pixels] == [200] * 5
         assert [r.status_code for r in clicks] == [302] * 5
-        assert len(events(send, "opened")) == 3
-        assert len(events(send, "clicked")) == 3
+        assert len(events(send, Event.Type.OPENED)) == 3
+        assert len(events(send, Event.Type.CLICKED)) == 3
         traveller.shift(timedelta(minutes=1))
         client.get(pixel_path(rendered))
         client.get(click_path)
-    assert len(events(send, "opened")) == 4
-    assert len(events(send, "clicked")) == 4
+    assert len(events(send, Event.Type.OPENED)) == 4
+    assert len(events(send, Event.Type.CLICKED)) == 4
 
 
 def test_an_open_right_after_sending_is_flagged_as_machine(send, policy):
@@ -158,7 +158,7 @@ def test_an_open_right_after_sending_is_flagged_as_machine(send, policy):
     with time_machine.travel(START + timedelta(seconds=1), tick=False):
         Client().get(path, HTTP_USER_AGENT="Mozilla/5.0 (Windows NT 10.0) Chrome/120")
 
-    assert [e.data for e in events(send, "opened")] == [
+    assert [e.data for e in events(send, Event.Type.OPENED)] == [
         {"userAgentClass": "browser", "machine": True}
     ]
 
@@ -185,7 +185,7 @@ def test_an_open_through_a_mail_privacy_proxy_is_flagged_as_machine(
     with time_machine.travel(START + timedelta(days=1), tick=False):
         Client().get(path, HTTP_USER_AGENT=user_agent)
 
-    assert [e.data for e in events(send, "opened")] == [
+    assert [e.data for e in events(send, Event.Type.OPENED)] == [
         {"userAgentClass": agent_class, "machine": True}
     ]
 
@@ -195,7 +195,7 @@ def test_a_head_request_for_the_pixel_records_nothing(send, policy):
     response = Client().head(path)
 
     assert response.status_code == 200
-    assert events(send, "opened") == []
+    assert events(send, Event.Type.OPENED) == []
 
 
 @pytest.mark.parametrize(
@@ -212,7 +212,7 @@ def test_a_bad_or_unknown_pixel_token_is_a_404_without_an_event(send, token):
 
     assert response.status_code == 404
     assert response["Content-Type"] == "application/json"
-    assert Event.objects.filter(type="opened").count() == 0
+    assert Event.objects.filter(type=Event.Type.OPENED).count() == 0
 
 
 # Clicks --------------------------------------------------------------------------------------
@@ -229,7 +229,7 @@ def test_a_click_redirects_to_the_url_and_records_it_without_the_ip(send, policy
     assert response["Location"] == "https://shop.example/p?a=1&b=2"
     assert response["Cache-Control"] == "no-store, max-age=0"
     assert response.content == b""
-    (event,) = events(send, "clicked")
+    (event,) = events(send, Event.Type.CLICKED)
     assert event.occurred_at == START + timedelta(minutes=5)
     assert event.data == {
         "url": "https://shop.example/p?a=1&b=2",
@@ -246,7 +246,7 @@ def test_a_head_request_on_a_click_url_redirects_without_recording(send, policy)
 
     assert response.status_code == 302
     assert response["Location"] == "https://shop.example/p?a=1&b=2"
-    assert events(send, "clicked") == []
+    assert events(send, Event.Type.CLICKED) == []
 
 
 def test_a_post_to_a_click_url_is_not_allowed(send, policy):
@@ -255,7 +255,7 @@ def test_a_post_to_a_click_url_is_not_allowed(send, policy):
     response = Client(enforce_csrf_checks=True).post(path)
 
     assert response.status_code == 405
-    assert events(send, "clicked") == []
+    assert events(send, Event.Type.CLICKED) == []
 
 
 def _tampered(token: str) -> list[str]:
@@ -281,7 +281,7 @@ def test_tampered_and_truncated_click_tokens_are_404_without_redirect_or_event(s
         assert response.status_code == 404, bad
         assert "Location" not in response
         assert response.json()["code"] == "not_found"
-    assert Event.objects.filter(type="clicked").count() == 0
+    assert Event.objects.filter(type=Event.Type.CLICKED).count() == 0
 
 
 def test_a_token_mixing_two_sends_is_404(acme, send, policy):
@@ -294,7 +294,7 @@ def test_a_token_mixing_two_sends_is_404(acme, send, policy):
     response = Client().get(f"/t/c/{my_payload}:{their_signature}")
 
     assert response.status_code == 404
-    assert Event.objects.filter(type="clicked").count() == 0
+    assert Event.objects.filter(type=Event.Type.CLICKED).count() == 0
 
 
 def test_a_valid_token_of_a_send_that_does_not_exist_is_404(db):
@@ -313,7 +313,7 @@ def test_an_open_token_is_not_a_click_token_and_back(send, policy):
 
     assert client.get(f"/t/c/{open_token}").status_code == 404
     assert client.get(f"/t/o/{click.removeprefix('/t/c/')}.gif").status_code == 404
-    assert Event.objects.filter(type__in=["opened", "clicked"]).count() == 0
+    assert Event.objects.filter(type__in=[Event.Type.OPENED, Event.Type.CLICKED]).count() == 0
 
 
 @pytest.mark.parametrize(

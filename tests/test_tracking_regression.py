@@ -300,11 +300,11 @@ def test_every_tracked_link_lands_on_the_url_in_the_mail(case, send, db):
         assert response.status_code == 302
         assert response["Location"] == expected
         assert response["Cache-Control"] == "no-store, max-age=0"
-        event = Event.objects.filter(send=send, type="clicked").order_by("-id").first()
+        event = Event.objects.filter(send=send, type=Event.Type.CLICKED).order_by("-id").first()
         positions.append(event.data["position"])
     # A link's position counts every <a href> of the mail, tracked or not.
     assert positions == sorted(set(positions))
-    assert Event.objects.filter(send=send, type="clicked").count() == len(case.tracked)
+    assert Event.objects.filter(send=send, type=Event.Type.CLICKED).count() == len(case.tracked)
 
     for raw in case.untouched:
         assert f'href="{raw}"' in rendered
@@ -443,7 +443,7 @@ def test_chromium_clicking_a_tracked_link_lands_where_the_original_link_lands(
         landing.stop()
 
     assert pixel_width == [[True, 1]]
-    clicks = Event.objects.filter(send=send, type="clicked").order_by("id")
+    clicks = Event.objects.filter(send=send, type=Event.Type.CLICKED).order_by("id")
     assert [event.data["position"] for event in clicks] == list(range(len(BROWSER_LINKS)))
     # One open for each time the rendered mail was shown.
-    assert Event.objects.filter(send=send, type="opened").count() == len(BROWSER_LINKS) + 1
+    assert Event.objects.filter(send=send, type=Event.Type.OPENED).count() == len(BROWSER_LINKS) + 1

@@ -23,6 +23,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.models import ApiKey, Membership
 from fluxomail.login_throttle import THROTTLED_MESSAGE, login_throttled
 from fluxomail.security import dashboard_csp, preview_csp
+from sends.events import envelope, metrics, sentence
 from sends.models import Send
 from usage import analytics, charts
 from usage.forms import ApiKeyCreateForm, OrganizationPickForm, SendFilterForm
@@ -137,6 +138,7 @@ def usage(request: HttpRequest) -> HttpResponse:
         )
     month = analytics.totals(analytics.counters(analytics.Window.this_month(), organization))
     context = {
+        "delivery": metrics(organization, window.start),
         "nav": "usage",
         "days": days,
         "day_choices": USAGE_DAYS,
@@ -258,10 +260,19 @@ def send_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         Send.objects.for_org(organization).select_related("api_key"), public_id=public_id
     )
     attempts = list(send.messages.all())
-    events = list(send.events.all())
+    events = list(send.events.select_related("message"))
+    shown = []
+    for event in events:
+        event.send = send
+        shown.append(
+            (
+                "event",
+                event.occurred_at,
+                {"type": event.get_type_display(), "text": sentence(envelope(event))},
+            )
+        )
     timeline = sorted(
-        [("attempt", m.created_at, m) for m in attempts]
-        + [("event", e.occurred_at, e) for e in events],
+        [("attempt", m.created_at, m) for m in attempts] + shown,
         key=lambda item: item[1],
     )
     context = {

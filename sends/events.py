@@ -1,0 +1,285 @@
+"""The event log (SPEC.md section 7): recording an event, and the one envelope every reader shows.
+
+`record()` is the only way an event is written: it inserts the row, keeps the metrics'
+counters (EventCounter) and the send's first-open/first-click marks, and drops a provider's
+event that was recorded before (same provider message id, type and provider event id).
+`envelope()` is the only way an event is shown: the timeline, the events API, the stream, the
+dashboard, the admin and outbound webhooks all call it.
+"""
+
+import hashlib
+from datetime import UTC, datetime
+from email.utils import parseaddr
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Sum
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from sends.models import Event, EventCounter, Message, Send
+
+Type = Event.Type
+Name = EventCounter.Name
+
+ALL_TYPES = tuple(Type.values)
+WILDCARD = "email.*"
+
+# The counter an event type adds to (opens and clicks are handled in _counter_names).
+_COUNTER = {
+    Type.SENT: Name.SENT,
+    Type.DELIVERED: Name.DELIVERED,
+    Type.DELAYED: Name.DELAYED,
+    Type.BOUNCED: Name.BOUNCED,
+    Type.COMPLAINED: Name.COMPLAINED,
+    Type.FAILED: Name.FAILED,
+    Type.DROPPED: Name.DROPPED,
+}
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a Z, to the millisecond."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_moment(value: str) -> datetime | None:
+    """An ISO 8601 date-time (no offset: UTC) or epoch milliseconds, as an aware UTC datetime;
+    None when it is neither or out of range."""
+    if value.isascii() and value.isdigit():
+        if len(value) > 15:  # past the year 33000: not a moment of this service
+            return None
+        try:
+            return datetime.fromtimestamp(int(value) / 1000, UTC)
+        except (OverflowError, ValueError, OSError):
+            return None
+    try:
+        moment = parse_datetime(value)
+    except (ValueError, OverflowError):
+        return None
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None
+
+
+def address_of(recipient: str) -> str:
+    return parseaddr(recipient)[1] or recipient
+
+
+def domain_of(recipient: str) -> str:
+    return address_of(recipient).rpartition("@")[2].lower()
+
+
+def dedupe_key(provider_message_id: str, type: str, provider_event_id: str) -> str:
+    raw = "\x1f".join((provider_message_id, type, provider_event_id))
+    return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def expand_types(patterns: list[str]) -> list[str] | None:
+    """The event types that `patterns` name (exact types or `email.*`); None means all."""
+    if not patterns or WILDCARD in patterns:
+        return None
+    return sorted(set(patterns))
+
+
+def hour_of(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _bump(organization_id: int, moment: datetime, names: list[str]) -> None:
+    """Adds one to each counter in `names` for the organization's hour of `moment`.
+
+    One upsert statement (INSERT … ON CONFLICT DO UPDATE SET count = count + 1, on SQLite and
+    PostgreSQL alike): the ORM would need a SELECT and an UPDATE or INSERT per name, and
+    concurrent writers would lose increments.
+    """
+    if not names:
+        return
+    table = EventCounter._meta.db_table
+    hour = connection.ops.adapt_datetimefield_value(hour_of(moment))
+    rows = ", ".join(["(%s, %s, %s, 1)"] * len(names))
+    params = []
+    for name in names:
+        params += [organization_id, hour, name]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (organization_id, hour, name, count) VALUES {rows} "
+            "ON CONFLICT (organization_id, hour, name) "
+            f"DO UPDATE SET count = {table}.count + excluded.count",
+            params,
+        )
+
+
+def _first(send: Send, field: str, moment: datetime) -> bool:
+    """Marks the send's first open (or click); True for the one caller that set it."""
+    updated = Send.objects.filter(pk=send.pk, **{f"{field}__isnull": True}).update(
+        **{field: moment}
+    )
+    if updated:
+        setattr(send, field, moment)
+    return bool(updated)
+
+
+def _counter_names(event: Event, send: Send) -> list[str]:
+    if event.type == Type.OPENED:
+        # Machine opens (privacy proxies, scanners, opens in the first seconds) say nothing
+        # about a reader: they are kept in the log but left out of the open metrics.
+        if event.data.get("machine"):
+            return []
+        names = [Name.OPENED]
+        if _first(send, "first_opened_at", event.occurred_at):
+            names.append(Name.UNIQUE_OPENED)
+        return names
+    if event.type == Type.CLICKED:
+        names = [Name.CLICKED]
+        if _first(send, "first_clicked_at", event.occurred_at):
+            names.append(Name.UNIQUE_CLICKED)
+        return names
+    return [_COUNTER[event.type]]
+
+
+def _rate(part: int, whole: int) -> float:
+    return round(part / whole, 4) if whole else 0.0
+
+
+def metrics(organization, since: datetime | None) -> dict:
+    """The counts and rates of SPEC section 9 since `since` (None: all time), from the
+    hourly EventCounter rows; the hour that holds `since` is counted whole."""
+    counters = EventCounter.objects.filter(organization=organization)
+    if since is not None:
+        counters = counters.filter(hour__gte=hour_of(since))
+    totals = dict(counters.values_list("name").annotate(total=Sum("count")).order_by())
+    count = {name: totals.get(name, 0) for name in EventCounter.Name.values}
+    sent = count["sent"]
+    return {
+        "totalSent": sent,
+        "totalDelivered": count["delivered"],
+        "deliveryRate": _rate(count["delivered"], sent),
+        "totalOpened": count["opened"],
+        "uniqueOpens": count["unique_opened"],
+        "avgOpenRate": _rate(count["unique_opened"], sent),
+        "totalClicked": count["clicked"],
+        "uniqueClicks": count["unique_clicked"],
+        "avgClickRate": _rate(count["unique_clicked"], sent),
+        "avgClickToOpenRate": _rate(count["unique_clicked"], count["unique_opened"]),
+        "totalBounced": count["bounced"],
+        "bounceRate": _rate(count["bounced"], sent),
+        "totalComplained": count["complained"],
+        "complaintRate": _rate(count["complained"], sent),
+        "totalDelayed": count["delayed"],
+        "delayedRate": _rate(count["delayed"], sent),
+    }
+
+
+def record(
+    *,
+    send: Send,
+    type: str,
+    message: Message | None = None,
+    data: dict | None = None,
+    occurred_at: datetime | None = None,
+    recipient: str | None = None,
+    dedupe: str | None = None,
+) -> Event | None:
+    """Writes one event of `send` and counts it; None when `dedupe` was recorded before.
+
+    `recipient` is the address the event is about (a provider's per-recipient event); the
+    send's `to` otherwise. `data` holds the type's members of the envelope (SPEC section 7).
+    """
+    data = dict(data or {})
+    if recipient:
+        data["to"] = address_of(recipient)
+    smtp_code = data.get("smtpCode")
+    event = Event(
+        organization_id=send.organization_id,
+        send=send,
+        message=message,
+        type=type,
+        occurred_at=occurred_at or timezone.now(),
+        recipient_domain=domain_of(recipient or send.to),
+        smtp_code=smtp_code if isinstance(smtp_code, int) and 0 < smtp_code < 1000 else None,
+        mta_host=str(data.get("mtaHost") or "")[:255],
+        data=data,
+        dedupe_key=dedupe,
+    )
+    # Atomic with the caller's transaction when there is one (no savepoint on the send path).
+    with transaction.atomic(savepoint=False):
+        if dedupe is None:
+            event.save(force_insert=True)
+        else:
+            try:
+                # A savepoint of its own: a repeated provider event must not break the
+                # caller's transaction.
+                with transaction.atomic():
+                    event.save(force_insert=True)
+            except IntegrityError:
+                return None
+        _bump(send.organization_id, event.occurred_at, _counter_names(event, send))
+    return event
+
+
+def envelope(event: Event) -> dict:
+    """The event as every reader shows it (SPEC section 7). Reads event.send and event.message:
+    select_related("send", "message") them when showing many."""
+    send = event.send
+    message = event.message
+    data = {
+        "sendId": send.public_id,
+        "providerMessageId": (message.provider_message_id or None) if message else None,
+        "to": address_of(send.to),
+        "subject": send.subject,
+        "metadata": send.metadata,
+    }
+    data.update(event.data)
+    return {
+        "id": event.public_id,
+        "type": event.type,
+        "created": iso(event.occurred_at),
+        "data": data,
+    }
+
+
+def _with_code(text: str, data: dict) -> str:
+    code, host = data.get("smtpCode"), data.get("mtaHost")
+    if code and host:
+        return f"{text} (SMTP {code} from {host})"
+    return f"{text} (SMTP {code})" if code else text
+
+
+def sentence(event: dict) -> str:
+    """An envelope as one sentence for people (the dashboard and the admin)."""
+    data = event["data"]
+    reason = data.get("reason") or ""
+    kind = event["type"]
+    if kind == Type.SENT:
+        return "Handed to the provider."
+    if kind == Type.DELIVERED:
+        answer = data.get("response") or reason
+        return f"Delivered; the receiving server answered “{answer}”." if answer else "Delivered."
+    if kind == Type.DELAYED:
+        return _with_code(f"Delayed: {reason or 'the receiving server deferred it'}", data) + "."
+    if kind == Type.BOUNCED:
+        bounce = data.get("bounceType") or "unknown"
+        return f"Bounced ({bounce} bounce): {reason or 'no diagnostic given'}."
+    if kind == Type.COMPLAINED:
+        feedback = data.get("feedbackType")
+        return (
+            f"Marked as spam by the recipient ({feedback})."
+            if feedback
+            else ("Marked as spam by the recipient.")
+        )
+    if kind == Type.OPENED:
+        return "Opened (most likely by a machine)." if data.get("machine") else "Opened."
+    if kind == Type.CLICKED:
+        machine = " (most likely by a machine)" if data.get("machine") else ""
+        return f"Clicked {data.get('url', 'a link')}{machine}."
+    if kind == Type.FAILED:
+        return _with_code(f"Failed: {reason or 'the provider refused it'}", data) + "."
+    if kind == Type.DROPPED:
+        return f"Not sent: {reason or 'suppressed'}."
+    return kind

@@ -49,8 +49,8 @@ class SendEmailView(APIView):
                 if replay is not None:
                     return self._respond(request, replay.body, replayed=True)
 
+        self.rate_counted = True  # the rate-limit step is reached: no peek afterwards
         self.rate_state = ratelimit.hit(request, key)
-        self.rate_counted = True
 
         serializer = SendEmailSerializer(data=data, context={"organization": organization})
         serializer.is_valid(raise_exception=True)

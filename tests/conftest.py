@@ -201,6 +201,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture
+def unreachable_cache(settings, _test_settings):
+    """The default cache pointed at a closed port on 127.0.0.1 (Redis down); the settings are
+    restored before the autouse fixture's cache.clear()."""
+    original = settings.CACHES
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+            "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
+        }
+    }
+    yield
+    settings.CACHES = original
+
+
 class SmtpSink:
     """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps every message it receives."""
 

@@ -1,4 +1,5 @@
-"""The send workflow after the request has been checked: claim, store, render, deliver, record.
+"""The send workflow once the request has been checked and its key claimed: store, render,
+deliver, record.
 
 Every statement runs in autocommit (no ATOMIC_REQUESTS): the provider is never called while a
 transaction holds a lock, and the Send row exists (status pending) before rendering, because
@@ -25,7 +26,6 @@ logger = logging.getLogger("fluxomail.sends")
 @dataclass
 class SendResult:
     body: dict
-    replayed: bool = False
 
 
 def _from_header(organization: Organization, data: dict) -> str:
@@ -125,22 +125,15 @@ def send_email(
     data: dict,
     request_id: str,
     policy: Policy | None = None,
-    idempotency_request: idempotency.IdempotencyRequest | None = None,
-    idempotency_record: IdempotencyRecord | None = None,
+    claim: idempotency.Claim | None = None,
 ) -> SendResult:
-    """Sends validated `data`; returns the 200 body, or raises 409/422/500 (500 names sendId).
+    """Sends validated `data`; returns the 200 body, or raises a 500 (naming the sendId if stored).
 
-    With an idempotency key: `idempotency_record` is what lookup() found (or None); the key is
-    claimed here, after validation, and a failed earlier attempt is retried on the same Send.
+    With an idempotency key, `claim` holds it (idempotency.claim): a failed earlier attempt is
+    retried on the same Send.
     """
-    record = None
-    send = None
-    if idempotency_request is not None:
-        claimed = idempotency.claim(org, idempotency_request, idempotency_record)
-        if isinstance(claimed, idempotency.Replay):
-            return SendResult(claimed.body, replayed=True)
-        record = claimed
-        send = record.send
+    record = claim.record if claim is not None else None
+    send = record.send if record is not None else None
     try:
         if send is None:
             send = _create_send(
@@ -149,7 +142,7 @@ def send_email(
                 endpoint=endpoint,
                 data=data,
                 request_id=request_id,
-                idempotency_key=idempotency_request.key if idempotency_request else None,
+                idempotency_key=record.key if record is not None else None,
             )
         message = _build_message(org, send, data, policy)
     except Exception as exc:

@@ -28,7 +28,12 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import Organization
-from fluxomail.api import IdempotencyInProgress, IdempotencyKeyReused, ValidationFailed
+from fluxomail.api import (
+    DeliveryOutcomeUnknown,
+    IdempotencyInProgress,
+    IdempotencyKeyReused,
+    ValidationFailed,
+)
 from fluxomail.ids import first_id_at
 from sends.models import IdempotencyRecord, Send
 
@@ -137,6 +142,11 @@ def answer_existing(record: IdempotencyRecord, request: IdempotencyRequest) -> R
     if record.fingerprint != request.fingerprint:
         raise IdempotencyKeyReused()
     if record.state == State.COMPLETED:
+        if record.response_status != 200:
+            # An uncertain delivery (complete(status=500)): that answer stands, nothing is sent.
+            raise DeliveryOutcomeUnknown(
+                extra=record.response_body, headers={"Idempotency-Replayed": "true"}
+            )
         return Replay(replay_body(record))
     if record.state == State.IN_PROGRESS and (
         record.locked_at is None or record.locked_at >= _lock_cutoff(now)
@@ -158,7 +168,8 @@ def claim(organization: Organization, request: IdempotencyRequest) -> Claim | Re
     """Takes the key for this request, or answers as an earlier request with it dictates.
 
     Returns the claim (its record's `send` is set when a failed or abandoned attempt already
-    created one) or a Replay; raises 409/422 when another request holds or used the key.
+    created one) or a Replay; raises 409/422 (or replays a 500) when another request holds or
+    used the key.
     """
     record = lookup(organization, request)
     if record is not None:
@@ -276,10 +287,12 @@ def _held(record: IdempotencyRecord):
     )
 
 
-def complete(record: IdempotencyRecord, send: Send, body: dict) -> bool:
-    """Stores the answer to replay; False (and nothing written) when the lease was lost."""
+def complete(record: IdempotencyRecord, send: Send, body: dict, status: int = 200) -> bool:
+    """Stores the answer to replay; False (and nothing written) when the lease was lost.
+
+    A 500 is stored only when delivery was uncertain: retries get it again and send nothing."""
     updated = _held(record).update(
-        state=State.COMPLETED, send=send, response_status=200, response_body=body, locked_at=None
+        state=State.COMPLETED, send=send, response_status=status, response_body=body, locked_at=None
     )
     if not updated:
         logger.warning("idempotency claim %s was taken over; answer not stored", record.pk)

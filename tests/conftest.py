@@ -245,14 +245,19 @@ class SmtpSink:
         self._controller.stop()
 
 
+def use_smtp_server(settings, port: int, *, timeout: float = 5) -> None:
+    """Points Django's email settings at the SMTP server on 127.0.0.1:`port`."""
+    settings.EMAIL_BACKEND = "sends.delivery.PooledSMTPBackend"
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = port
+    settings.EMAIL_USE_TLS = False
+    settings.EMAIL_TIMEOUT = timeout
+
+
 @pytest.fixture
 def smtp_server(settings):
     """Points Django's email settings at a fresh aiosmtpd server on 127.0.0.1."""
     sink = SmtpSink(free_port()).start()
-    settings.EMAIL_BACKEND = "sends.delivery.PooledSMTPBackend"
-    settings.EMAIL_HOST = "127.0.0.1"
-    settings.EMAIL_PORT = sink.port
-    settings.EMAIL_USE_TLS = False
-    settings.EMAIL_TIMEOUT = 5
+    use_smtp_server(settings, sink.port)
     yield sink
     sink.stop()

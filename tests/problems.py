@@ -21,6 +21,7 @@ TITLES = {
     "unsupported_media_type": "Unsupported media type",
     "payload_too_large": "Payload too large",
     "not_found": "Not found",
+    "internal_error": "Internal error",
 }
 
 

@@ -7,7 +7,7 @@ from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.core.exceptions import ValidationError
 
-from fluxomail.login_throttle import THROTTLED_MESSAGE, login_throttled
+from fluxomail.login_throttle import login_refusal
 from fluxomail.paginator import CappedCountPaginator
 
 
@@ -30,8 +30,9 @@ class ReadOnlyModelAdmin(admin.ModelAdmin):
 class ThrottledAdminAuthenticationForm(AdminAuthenticationForm):
     def clean(self):
         # Refused before authenticate(): checking the password is what the throttle stops.
-        if getattr(self.request, "login_throttled", False):
-            raise ValidationError(THROTTLED_MESSAGE, code="throttled")
+        refusal = getattr(self.request, "login_refusal", None)
+        if refusal is not None:
+            raise ValidationError(refusal.message, code="throttled")
         return super().clean()
 
 
@@ -39,8 +40,8 @@ class FluxomailAdminSite(admin.AdminSite):
     login_form = ThrottledAdminAuthenticationForm
 
     def login(self, request, extra_context=None):
-        request.login_throttled = request.method == "POST" and login_throttled(request)
+        request.login_refusal = login_refusal(request) if request.method == "POST" else None
         response = super().login(request, extra_context)
-        if request.login_throttled:
-            response.status_code = 429
+        if request.login_refusal is not None:
+            response.status_code = request.login_refusal.status
         return response

@@ -136,6 +136,15 @@ class InternalError(ApiError):
     message = "Internal error"
 
 
+class DeliveryOutcomeUnknown(InternalError):
+    """The provider may have the message (its answer was lost): nothing is sent again."""
+
+    message = (
+        "Email delivery outcome unknown: the mail server may have accepted the message, so it "
+        "was not sent again; check before sending it anew"
+    )
+
+
 def problem_body(
     status_code: int, code: str, message: str, details: dict | None = None, **extra
 ) -> dict:

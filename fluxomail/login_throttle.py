@@ -1,15 +1,32 @@
 """The login throttle shared by the owners' login page and the admin's: at most LOGIN_RATE
 attempts per client address and per username (django-ratelimit, on the cache: Redis when
-REDIS_URL is set, so the counts hold across workers)."""
+REDIS_URL is set, so the counts hold across workers).
+
+With the cache unreachable, RATELIMIT_FAIL_OPEN decides, as for the send API (see
+fluxomail.throttling): on, logins go through unthrottled (a warning is logged); off, every
+attempt is refused with 503 before its password is checked."""
 
 import unicodedata
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.http import HttpRequest
-from django_ratelimit.core import is_ratelimited
+
+from fluxomail import throttling
 
 LOGIN_RATE = "10/m"
-THROTTLED_MESSAGE = "Too many login attempts. Wait a minute and try again."
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a login attempt is refused before its password is checked, and the status to say so."""
+
+    message: str
+    status: int
+
+
+THROTTLED = Refusal("Too many login attempts. Wait a minute and try again.", 429)
+UNAVAILABLE = Refusal("Logging in is unavailable for a moment. Try again in a minute.", 503)
 
 
 def client_ip(group: str, request: HttpRequest) -> str:
@@ -34,19 +51,20 @@ def _username_key(group: str, request: HttpRequest) -> str:
     return unicodedata.normalize("NFKC", request.POST.get("username", "")).strip().casefold()
 
 
-def login_throttled(request: HttpRequest) -> bool:
-    """Counts one login attempt (a POST) and tells whether it is over the limit. Both counters
+def _over_limit(request: HttpRequest, group: str, key) -> bool:
+    usage = throttling.usage(
+        request, group=group, key=key, rate=LOGIN_RATE, method="POST", increment=True
+    )
+    return usage is not None and usage["should_limit"]
+
+
+def login_refusal(request: HttpRequest) -> Refusal | None:
+    """Counts one login attempt (a POST); what to refuse it with, or None to go on. Both counters
     are incremented on every attempt so that neither one can be dodged; the groups are shared
     by every login form, so switching forms gains nothing."""
-    by_ip = is_ratelimited(
-        request, group="login-ip", key=client_ip, rate=LOGIN_RATE, method="POST", increment=True
-    )
-    by_user = is_ratelimited(
-        request,
-        group="login-user",
-        key=_username_key,
-        rate=LOGIN_RATE,
-        method="POST",
-        increment=True,
-    )
-    return by_ip or by_user
+    try:
+        by_ip = _over_limit(request, "login-ip", client_ip)
+        by_user = _over_limit(request, "login-user", _username_key)
+    except throttling.CacheUnavailable:
+        return UNAVAILABLE
+    return THROTTLED if by_ip or by_user else None

@@ -20,7 +20,8 @@ from accounts.models import Organization
 logger = logging.getLogger("fluxomail.delivery")
 
 # Failures of a pooled connection that was fine when last used: the server closed it (idle
-# timeout, restart) or the socket broke. Worth one reconnect; anything else is the answer.
+# timeout, restart) or the socket broke. Worth one reconnect, if DATA had not gone out yet;
+# anything else is the answer.
 _STALE_CONNECTION = (smtplib.SMTPServerDisconnected, ConnectionResetError, BrokenPipeError)
 MAX_IDLE_CONNECTIONS = 16
 
@@ -32,16 +33,48 @@ def _is_stale(exc: BaseException) -> bool:
     return isinstance(exc, _STALE_CONNECTION)
 
 
+class UncertainDelivery(Exception):
+    """The session failed after DATA went out and before the server's answer to it arrived
+    (timeout, closed connection): the server may have accepted the message. Never resent."""
+
+    def __init__(self, cause: BaseException):
+        super().__init__(type(cause).__name__)
+        self.cause = cause
+
+
+class _DataTracking:
+    """An SMTP session that tells whether DATA went out since `data_sent` was last cleared."""
+
+    data_sent = False
+
+    def data(self, msg):
+        self.data_sent = True
+        return super().data(msg)
+
+
+class _SMTP(_DataTracking, smtplib.SMTP):
+    pass
+
+
+class _SMTPSSL(_DataTracking, smtplib.SMTP_SSL):
+    pass
+
+
 class PooledSMTPBackend(SMTPBackend):
     """Django's SMTP backend with connections kept open and shared within the process.
 
     Idle connections wait in a pool per server and credentials; a send checks one out (or opens
     one), so concurrent threads never share a connection. A pooled connection that turns out to
-    be dead is replaced once. Timeout: EMAIL_TIMEOUT.
+    be dead before DATA is replaced once; a failure after DATA raises UncertainDelivery.
+    Timeout: EMAIL_TIMEOUT.
     """
 
     _pools: dict[tuple, list] = {}
     _pools_lock = threading.Lock()
+
+    @property
+    def connection_class(self):
+        return _SMTPSSL if self.use_ssl else _SMTP
 
     @property
     def _pool_key(self) -> tuple:
@@ -93,26 +126,36 @@ class PooledSMTPBackend(SMTPBackend):
     def _send_one(self, message) -> bool:
         connection, reused = self._checkout()
         try:
-            self.connection = connection
             try:
-                result = self._send(message)
+                result = self._send_on(connection, message)
             except OSError as exc:  # smtplib's errors are OSErrors too
-                if not (reused and _is_stale(exc)):
+                # Only a failure before DATA may be retried: from DATA on the server may hold
+                # the message already, and a second session would deliver it twice.
+                if not (reused and _is_stale(exc) and not connection.data_sent):
                     raise
                 self._discard(connection)
                 logger.info("pooled SMTP connection was closed; reconnecting once")
                 connection = None  # discarded: not to be discarded again if _connect fails
                 connection = self._connect()
-                self.connection = connection
-                result = self._send(message)
-        except BaseException:
-            if connection is not None:
-                self._discard(connection)
+                result = self._send_on(connection, message)
+        except BaseException as exc:
             self.connection = None
+            if connection is None:
+                raise
+            self._discard(connection)
+            # After DATA, a reply (SMTPDataError: 4xx/5xx) is an answer; no reply at all is not.
+            answered = isinstance(exc, smtplib.SMTPResponseException)
+            if connection.data_sent and isinstance(exc, OSError) and not answered:
+                raise UncertainDelivery(exc) from exc
             raise
         self.connection = None
         self._checkin(connection)
         return bool(result)
+
+    def _send_on(self, connection: smtplib.SMTP, message) -> bool:
+        self.connection = connection
+        connection.data_sent = False
+        return self._send(message)
 
     def close(self) -> None:
         # Connections stay pooled; close_all() closes them (tests, shutdown).
@@ -159,6 +202,8 @@ class Delivery:
 
 def safe_error(exc: BaseException) -> str:
     """A short description of a provider failure: class and SMTP code/text, never secrets."""
+    if isinstance(exc, UncertainDelivery):
+        return f"{safe_error(exc.cause)} (after DATA: the server may have accepted the message)"
     name = type(exc).__name__
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         parts = [
@@ -202,7 +247,8 @@ def new_message_id(organization: Organization) -> str:
 
 
 def deliver(message: EmailMultiAlternatives) -> Delivery:
-    """Sends one message; returns the provider's message id. Raises the provider's error."""
+    """Sends one message; returns the provider's message id. Raises the provider's error, or
+    UncertainDelivery when the provider may have the message."""
     connection = get_connection()
     message.connection = connection
     message.send(fail_silently=False)

@@ -1,17 +1,18 @@
 """Idempotency keys for the send API (SPEC.md section 3, "Idempotency").
 
-Two steps, so that answers that must not use up a key (400, 429) never do:
+1. `claim()` right after the body is parsed, before the rate limit (SPEC's order of checks: a
+   replay, 422 or 409 never counts against the cap, and neither does losing a race): one
+   SELECT (joined to the Send) answers a replay, a 422 or a 409 by itself; otherwise an INSERT
+   under the unique constraint (organization, key) takes the key, and the loser of a race gets
+   an IntegrityError, re-reads and answers 409 (or replays). Abandoned claims, failed records
+   and expired records are taken over by a conditional UPDATE that only one request can win.
+2. `release()` when the request ends before the send (429, 400, 503): the record goes back to
+   what the claim found, so such answers never use up a key.
 
-1. `lookup()` before the rate limit and validation: one SELECT (joined to the Send) that answers
-   a replay, a 422 or a 409 by itself.
-2. `claim()` after validation: an INSERT under the unique constraint (organization, key); the
-   loser of a race gets an IntegrityError, re-reads and answers 409 (or replays). Abandoned
-   claims, failed records and expired records are taken over by a conditional UPDATE that only
-   one request can win.
-
-A claim is a lease: `locked_at` is the token of the worker that holds it. complete() and fail()
-write only while the record is still in progress under that same `locked_at`, so a worker whose
-claim was taken over after the lock timeout cannot overwrite the new owner's answer.
+A claim is a lease: `locked_at` is the token of the worker that holds it. complete(), fail()
+and release() write only while the record is still in progress under that same `locked_at`, so
+a worker whose claim was taken over after the lock timeout cannot overwrite the new owner's
+answer.
 
 Nothing here holds a lock while the provider is called: every statement runs on its own.
 """
@@ -27,7 +28,12 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import Organization
-from fluxomail.api import IdempotencyInProgress, IdempotencyKeyReused, ValidationFailed
+from fluxomail.api import (
+    DeliveryOutcomeUnknown,
+    IdempotencyInProgress,
+    IdempotencyKeyReused,
+    ValidationFailed,
+)
 from fluxomail.ids import first_id_at
 from sends.models import IdempotencyRecord, Send
 
@@ -50,6 +56,16 @@ class IdempotencyRequest:
 @dataclass
 class Replay:
     body: dict
+
+
+@dataclass
+class Claim:
+    """A request's hold on its key, and what release() puts back."""
+
+    record: IdempotencyRecord
+    # The fields the claim changed, as they were; None: the row is new (or had expired, which
+    # is as good as none) and release() deletes it.
+    restore: dict | None = None
 
 
 def _invalid(field: str, message: str) -> ValidationFailed:
@@ -126,6 +142,11 @@ def answer_existing(record: IdempotencyRecord, request: IdempotencyRequest) -> R
     if record.fingerprint != request.fingerprint:
         raise IdempotencyKeyReused()
     if record.state == State.COMPLETED:
+        if record.response_status != 200:
+            # An uncertain delivery (complete(status=500)): that answer stands, nothing is sent.
+            raise DeliveryOutcomeUnknown(
+                extra=record.response_body, headers={"Idempotency-Replayed": "true"}
+            )
         return Replay(replay_body(record))
     if record.state == State.IN_PROGRESS and (
         record.locked_at is None or record.locked_at >= _lock_cutoff(now)
@@ -143,17 +164,18 @@ def lookup(organization: Organization, request: IdempotencyRequest) -> Idempoten
     )
 
 
-def claim(
-    organization: Organization,
-    request: IdempotencyRequest,
-    record: IdempotencyRecord | None,
-) -> IdempotencyRecord | Replay:
-    """Takes the key for this request, or answers as the winner's request dictates.
+def claim(organization: Organization, request: IdempotencyRequest) -> Claim | Replay:
+    """Takes the key for this request, or answers as an earlier request with it dictates.
 
-    `record` is what lookup() found (None, expired, abandoned or failed). Returns the claimed
-    record (its `send` is set when a failed or abandoned attempt already created one) or a
-    Replay; raises 409/422 when another request holds or used the key.
+    Returns the claim (its record's `send` is set when a failed or abandoned attempt already
+    created one) or a Replay; raises 409/422 (or replays a 500) when another request holds or
+    used the key.
     """
+    record = lookup(organization, request)
+    if record is not None:
+        answer = answer_existing(record, request)
+        if answer is not None:
+            return answer
     now = timezone.now()
     if record is None:
         record = IdempotencyRecord(
@@ -176,10 +198,11 @@ def claim(
                 record.save(force_insert=True)
         except IntegrityError:
             return _answer_loser(organization, request)
-        return record
+        return Claim(record)
 
     queryset = IdempotencyRecord.objects.filter(pk=record.pk)
     lease = _fresh_lease(now, record.locked_at)
+    restore = None
     if record.expires_at <= now:
         # Expired: the key may be used afresh, as if the record did not exist.
         won = queryset.filter(expires_at__lte=now).update(
@@ -197,11 +220,13 @@ def claim(
         record.created_at = now
     elif record.state == State.FAILED:
         won = queryset.filter(state=State.FAILED).update(state=State.IN_PROGRESS, locked_at=lease)
+        restore = {"state": State.FAILED, "locked_at": record.locked_at}
     else:
         # An abandoned claim: its worker died or hung past the lock timeout.
         won = queryset.filter(
             state=State.IN_PROGRESS, locked_at=record.locked_at, locked_at__lt=_lock_cutoff(now)
         ).update(locked_at=lease)
+        restore = {"locked_at": record.locked_at}
         if won and record.send is None:
             # The worker may have died after storing its Send: retry on that Send (same sendId)
             # rather than create a second one. Only takeovers pay for this query.
@@ -209,7 +234,16 @@ def claim(
     if not won:
         return _answer_loser(organization, request)
     record.state, record.locked_at = State.IN_PROGRESS, lease
-    return record
+    return Claim(record, restore)
+
+
+def release(claim: Claim) -> None:
+    """Gives the key back as claim() found it (the request ended before the send)."""
+    held = _held(claim.record)
+    if claim.restore is None:
+        held.delete()
+    else:
+        held.update(**claim.restore)
 
 
 def _fresh_lease(now, previous):
@@ -253,10 +287,12 @@ def _held(record: IdempotencyRecord):
     )
 
 
-def complete(record: IdempotencyRecord, send: Send, body: dict) -> bool:
-    """Stores the answer to replay; False (and nothing written) when the lease was lost."""
+def complete(record: IdempotencyRecord, send: Send, body: dict, status: int = 200) -> bool:
+    """Stores the answer to replay; False (and nothing written) when the lease was lost.
+
+    A 500 is stored only when delivery was uncertain: retries get it again and send nothing."""
     updated = _held(record).update(
-        state=State.COMPLETED, send=send, response_status=200, response_body=body, locked_at=None
+        state=State.COMPLETED, send=send, response_status=status, response_body=body, locked_at=None
     )
     if not updated:
         logger.warning("idempotency claim %s was taken over; answer not stored", record.pk)

@@ -1,20 +1,16 @@
 """Per-key request caps on the send API: django-ratelimit's fixed 60-second window on the cache.
 
 The counter lives in the default cache (Redis when REDIS_URL is set) under a group per key's
-public id, so every worker and host counts together.
+public id, so every worker and host counts together. With the cache unreachable,
+RATELIMIT_FAIL_OPEN decides (fluxomail.throttling): no cap, or 503.
 """
 
-import logging
 import time
 from dataclasses import dataclass
 
-from django.conf import settings
-from django_ratelimit.core import get_usage
-
 from accounts.models import ApiKey
+from fluxomail import throttling
 from fluxomail.api import RateLimited, ServiceUnavailable
-
-logger = logging.getLogger("fluxomail.ratelimit")
 
 WINDOW_SECONDS = 60
 
@@ -37,25 +33,17 @@ class RateState:
 
 
 def _usage(request, key: ApiKey, *, increment: bool) -> dict | None:
-    """django-ratelimit's usage, or None when the cache failed and we fail open."""
+    """django-ratelimit's usage; None when the cache failed and we fail open."""
     try:
-        usage = get_usage(
+        return throttling.usage(
             request,
             group=f"send:{key.public_id}",
             key=lambda group, request: key.public_id,
             rate=f"{key.rate_limit_per_minute}/m",
             increment=increment,
         )
-    except Exception as exc:  # the cache client's own errors (redis.ConnectionError, timeouts)
-        logger.warning("rate limit cache unavailable: %s", type(exc).__name__)
-        usage = {"count": 0, "limit": 0, "should_limit": True, "time_left": -1}
-    if usage is None or usage["time_left"] == -1:
-        # get_usage's way of saying that the cache could not count.
-        if settings.RATELIMIT_FAIL_OPEN:
-            logger.warning("rate limit not enforced: cache unavailable (RATELIMIT_FAIL_OPEN)")
-            return None
-        raise ServiceUnavailable("Rate limiting is unavailable; try again shortly")
-    return usage
+    except throttling.CacheUnavailable:
+        raise ServiceUnavailable("Rate limiting is unavailable; try again shortly") from None
 
 
 def _state(key: ApiKey, usage: dict) -> RateState:

@@ -1,4 +1,5 @@
-"""The send workflow after the request has been checked: claim, store, render, deliver, record.
+"""The send workflow once the request has been checked and its key claimed: store, render,
+deliver, record.
 
 Every statement runs in autocommit (no ATOMIC_REQUESTS): the provider is never called while a
 transaction holds a lock, and the Send row exists (status pending) before rendering, because
@@ -8,13 +9,14 @@ tracking signs click URLs with the send's public id.
 import logging
 from dataclasses import dataclass
 from email.utils import formataddr, parseaddr
+from typing import NoReturn
 
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import ApiKey, Organization
-from fluxomail.api import InternalError
+from fluxomail.api import DeliveryOutcomeUnknown, InternalError
 from sends import delivery, events, idempotency
 from sends.models import Event, IdempotencyRecord, Message, Policy, Send
 from sends.rendering import render_html
@@ -25,7 +27,6 @@ logger = logging.getLogger("fluxomail.sends")
 @dataclass
 class SendResult:
     body: dict
-    replayed: bool = False
 
 
 def _from_header(organization: Organization, data: dict) -> str:
@@ -106,15 +107,46 @@ def _html_part(message: EmailMultiAlternatives) -> str:
     return ""
 
 
-def _release(record: IdempotencyRecord | None, send: Send | None) -> bool:
-    """Marks the claim failed (retryable); False when another worker took the claim over.
+def _send_id(send: Send | None) -> dict:
+    return {"sendId": send.public_id} if send is not None else {}
 
-    A worker past the lock timeout must not mark the Send failed either: the new owner of the
-    claim may already have delivered it.
+
+def _fail(
+    error: InternalError,
+    cause: Exception,
+    *,
+    record: IdempotencyRecord | None,
+    send: Send | None,
+    attempt: Message | None = None,
+    uncertain: bool = False,
+) -> NoReturn:
+    """Records the failed attempt and raises `error`, which names the Send if one exists.
+
+    The key becomes retryable, or, when delivery was uncertain, keeps this 500 as its answer.
+    Recording is best effort: when the database is what failed, the client still gets `error`.
     """
-    if record is None:
-        return True
-    return idempotency.fail(record, send)
+    try:
+        if attempt is not None:
+            attempt.save(force_insert=True)
+            events.record(
+                send=send,
+                message=attempt,
+                type=Event.Type.FAILED,
+                data=delivery.failure_data(cause, attempt.error),
+            )
+        if record is None:
+            settled = True
+        elif uncertain:
+            settled = idempotency.complete(record, send, error.extra, status=500)
+        else:
+            settled = idempotency.fail(record, send)
+        # A worker past the lock timeout must not mark the Send failed: the new owner of the
+        # claim may already have delivered it.
+        if settled and send is not None:
+            send.mark(Send.Status.FAILED)
+    except Exception as exc:
+        logger.error("could not record the failure: %s", type(exc).__name__, exc_info=exc)
+    raise error from cause
 
 
 def send_email(
@@ -125,22 +157,16 @@ def send_email(
     data: dict,
     request_id: str,
     policy: Policy | None = None,
-    idempotency_request: idempotency.IdempotencyRequest | None = None,
-    idempotency_record: IdempotencyRecord | None = None,
+    claim: idempotency.Claim | None = None,
 ) -> SendResult:
-    """Sends validated `data`; returns the 200 body, or raises 409/422/500 (500 names sendId).
+    """Sends validated `data` and returns the 200 body. Raises a 500 that names the sendId
+    whenever a Send row exists, whatever failed: rendering, the provider or the database.
 
-    With an idempotency key: `idempotency_record` is what lookup() found (or None); the key is
-    claimed here, after validation, and a failed earlier attempt is retried on the same Send.
+    With an idempotency key, `claim` holds it (idempotency.claim): a failed earlier attempt is
+    retried on the same Send.
     """
-    record = None
-    send = None
-    if idempotency_request is not None:
-        claimed = idempotency.claim(org, idempotency_request, idempotency_record)
-        if isinstance(claimed, idempotency.Replay):
-            return SendResult(claimed.body, replayed=True)
-        record = claimed
-        send = record.send
+    record = claim.record if claim is not None else None
+    send = record.send if record is not None else None
     try:
         if send is None:
             send = _create_send(
@@ -149,15 +175,12 @@ def send_email(
                 endpoint=endpoint,
                 data=data,
                 request_id=request_id,
-                idempotency_key=idempotency_request.key if idempotency_request else None,
+                idempotency_key=record.key if record is not None else None,
             )
         message = _build_message(org, send, data, policy)
     except Exception as exc:
         logger.error("send preparation failed: %s", type(exc).__name__, exc_info=exc)
-        if _release(record, send) and send is not None:
-            send.mark(Send.Status.FAILED)
-        extra = {"sendId": send.public_id} if send is not None else {}
-        raise InternalError(extra=extra) from exc
+        _fail(InternalError(extra=_send_id(send)), exc, record=record, send=send)
 
     attempt = Message(
         send=send,
@@ -174,21 +197,19 @@ def send_email(
     except Exception as exc:
         attempt.provider = delivery.backend_path(message.connection) if message.connection else ""
         attempt.error = delivery.safe_error(exc)
-        attempt.provider_message_id = ""
-        attempt.save(force_insert=True)
-        events.record(
-            send=send,
-            message=attempt,
-            type=Event.Type.FAILED,
-            data=delivery.failure_data(exc, attempt.error),
-        )
-        if _release(record, send):
-            send.mark(Send.Status.FAILED)
         logger.warning("delivery of %s failed: %s", send.public_id, attempt.error)
-        raise InternalError(
-            "Email delivery failed; retry with the same idempotency key",
-            extra={"sendId": send.public_id},
-        ) from exc
+        # Uncertain: the provider may have the message. Neither this request nor a retry with
+        # its key sends it again; the client decides, knowing that.
+        uncertain = isinstance(exc, delivery.UncertainDelivery)
+        error = (
+            DeliveryOutcomeUnknown(extra=_send_id(send))
+            if uncertain
+            else InternalError(
+                "Email delivery failed; retry with the same idempotency key",
+                extra=_send_id(send),
+            )
+        )
+        _fail(error, exc, record=record, send=send, attempt=attempt, uncertain=uncertain)
 
     attempt.provider = result.provider
     attempt.provider_message_id = result.message_id
@@ -200,10 +221,18 @@ def send_email(
     }
     # The provider has answered: its bookkeeping is one commit instead of four (each autocommit
     # statement waits for its own WAL flush), and no lock is held while the provider is called.
-    with transaction.atomic():
-        attempt.save(force_insert=True)
-        events.record(send=send, message=attempt, type=Event.Type.SENT)
-        send.mark(Send.Status.SENT)
-        if record is not None:
-            idempotency.complete(record, send, body)
+    try:
+        with transaction.atomic():
+            attempt.save(force_insert=True)
+            events.record(send=send, message=attempt, type=Event.Type.SENT)
+            send.mark(Send.Status.SENT)
+            if record is not None:
+                idempotency.complete(record, send, body)
+    except Exception as exc:
+        # Delivered, but the database went away (a dropped connection): nothing could be
+        # recorded, so say what the client must know, with the Send it can look up.
+        logger.error(
+            "could not record %s as sent: %s", send.public_id, type(exc).__name__, exc_info=exc
+        )
+        raise DeliveryOutcomeUnknown(extra=_send_id(send)) from exc
     return SendResult(body)

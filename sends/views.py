@@ -1,9 +1,10 @@
 """POST /api/v1/emails/send and /api/v1/emails/send-global (SPEC.md section 3).
 
 Check order: key (401) → scope (403) → paused (403) [DRF authentication and permission] →
-JSON parse (400/413/415) → idempotency replay or conflict (200 / 422 / 409) → rate limit (429) →
-validation (400) → send. Every answer, errors included, gets the Idempotency-Key echo and the
-rate-limit headers and is counted in usage (401s have no organization and are not).
+JSON parse (400/413/415) → idempotency replay or conflict (200 / 422 / 409; the key is claimed
+here, and released if a 429, 503 or 400 follows) → rate limit (429) → validation (400) → send.
+Every answer, errors included, gets the Idempotency-Key echo and the rate-limit headers and is
+counted in usage (401s have no organization and are not).
 """
 
 import time
@@ -40,20 +41,25 @@ class SendEmailView(APIView):
         data = self._parse(request)
 
         idem = idempotency.from_request(request.headers, data, self.endpoint)
-        record = None
+        claim = None
         if idem is not None:
             self.idempotency_key = idem.key
-            record = idempotency.lookup(organization, idem)
-            if record is not None:
-                replay = idempotency.answer_existing(record, idem)
-                if replay is not None:
-                    return self._respond(request, replay.body, replayed=True)
+            # Before the rate limit: replays, 422s and 409s (a lost race included) never count.
+            claimed = idempotency.claim(organization, idem)
+            if isinstance(claimed, idempotency.Replay):
+                return self._respond(request, claimed.body, replayed=True)
+            claim = claimed
 
-        self.rate_state = ratelimit.hit(request, key)
-        self.rate_counted = True
-
-        serializer = SendEmailSerializer(data=data, context={"organization": organization})
-        serializer.is_valid(raise_exception=True)
+        try:
+            self.rate_counted = True  # the rate-limit step is reached: no peek afterwards
+            self.rate_state = ratelimit.hit(request, key)
+            serializer = SendEmailSerializer(data=data, context={"organization": organization})
+            serializer.is_valid(raise_exception=True)
+        except BaseException:
+            # 429, 503, 400: nothing was sent, and the key is not used up.
+            if claim is not None:
+                idempotency.release(claim)
+            raise
 
         result = services.send_email(
             org=organization,
@@ -62,10 +68,9 @@ class SendEmailView(APIView):
             data=serializer.validated_data,
             request_id=request.request_id,
             policy=serializer.policy,
-            idempotency_request=idem,
-            idempotency_record=record,
+            claim=claim,
         )
-        return self._respond(request, result.body, replayed=result.replayed)
+        return self._respond(request, result.body, replayed=False)
 
     def _parse(self, request) -> dict:
         try:

@@ -201,6 +201,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture
+def unreachable_cache(settings, _test_settings):
+    """The default cache pointed at a closed port on 127.0.0.1 (Redis down); the settings are
+    restored before the autouse fixture's cache.clear()."""
+    original = settings.CACHES
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+            "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
+        }
+    }
+    yield
+    settings.CACHES = original
+
+
 class SmtpSink:
     """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps every message it receives."""
 
@@ -229,14 +245,19 @@ class SmtpSink:
         self._controller.stop()
 
 
+def use_smtp_server(settings, port: int, *, timeout: float = 5) -> None:
+    """Points Django's email settings at the SMTP server on 127.0.0.1:`port`."""
+    settings.EMAIL_BACKEND = "sends.delivery.PooledSMTPBackend"
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = port
+    settings.EMAIL_USE_TLS = False
+    settings.EMAIL_TIMEOUT = timeout
+
+
 @pytest.fixture
 def smtp_server(settings):
     """Points Django's email settings at a fresh aiosmtpd server on 127.0.0.1."""
     sink = SmtpSink(free_port()).start()
-    settings.EMAIL_BACKEND = "sends.delivery.PooledSMTPBackend"
-    settings.EMAIL_HOST = "127.0.0.1"
-    settings.EMAIL_PORT = sink.port
-    settings.EMAIL_USE_TLS = False
-    settings.EMAIL_TIMEOUT = 5
+    use_smtp_server(settings, sink.port)
     yield sink
     sink.stop()

@@ -25,7 +25,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -249,7 +249,11 @@ class FaultySmtp:
 
     mode: "accept" keeps the message; "reply" answers RCPT TO with `reply` (e.g. "550 5.1.1 ...");
     "slow" waits `delay` seconds before answering RCPT TO (longer than the client's timeout);
-    "hold" keeps DATA waiting until `release()` (a claim held while delivery hangs).
+    "hold" keeps DATA waiting until `release()` (a claim held while delivery hangs);
+    "late" keeps the next message but holds its 250 until `release()` (the reply to the end of
+    DATA lost to the client's timeout), once: the mode then goes back to "accept".
+    `on_message`, when set, is called (in the server's thread) for every message kept, before
+    the 250: the moment between the provider's acceptance and the client's bookkeeping.
     """
 
     def __init__(self, port: int | None = None):
@@ -260,6 +264,7 @@ class FaultySmtp:
         self.mode = "accept"
         self.reply = "250 OK"
         self.delay = 0.0
+        self.on_message: Callable[[], None] | None = None
         self.arrived = threading.Event()  # set when a DATA command reaches the handler
         self._released = threading.Event()
         sink = self
@@ -282,6 +287,12 @@ class FaultySmtp:
                         await asyncio.sleep(0.05)
                     return "451 4.3.0 Released without delivery"
                 sink.messages.append(envelope)
+                if sink.on_message is not None:
+                    sink.on_message()
+                if sink.mode == "late":
+                    sink.mode = "accept"
+                    while not sink._released.is_set():
+                        await asyncio.sleep(0.05)
                 return "250 OK"
 
         self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)

@@ -5,10 +5,14 @@ import email
 from email import policy as email_policy
 
 import pytest
+from django.conf import settings
+from django.db import connection
 
 from sends.delivery import PooledSMTPBackend
 from sends.models import Event, IdempotencyRecord, Message, Send
-from tests.conftest import SmtpSink, free_port
+from tests.conftest import SmtpSink, free_port, use_smtp_server
+from tests.problems import problem
+from tests.servers import FaultySmtp
 from usage.models import UsageCounter
 
 SEND = "/api/v1/emails/send"
@@ -170,18 +174,15 @@ def test_smtp_server_down_gives_500_naming_the_send_and_a_retry_delivers_on_it(
     assert failed.status_code == 500
     body = failed.json()
     send_id = body["sendId"]
-    assert body == {
-        "type": "/docs/errors/internal_error",
-        "title": "Internal error",
-        "status": 500,
-        "detail": "Email delivery failed; retry with the same idempotency key",
-        "code": "internal_error",
-        "error": "Email delivery failed; retry with the same idempotency key",
-        "message": "Email delivery failed; retry with the same idempotency key",
-        "details": {},
-        "requestId": failed["X-Request-Id"],
-        "sendId": send_id,
-    }
+    assert body == dict(
+        problem(
+            500,
+            "internal_error",
+            "Email delivery failed; retry with the same idempotency key",
+            failed["X-Request-Id"],
+        ),
+        sendId=send_id,
+    )
     assert failed["Idempotency-Key"] == "order-7"
     record = Send.objects.get(public_id=send_id)
     assert record.status == "failed"
@@ -254,3 +255,107 @@ def test_smtp_server_that_never_answers_times_out_into_a_500(api, send_key, seed
     attempt = Message.objects.get(send__public_id=response.json()["sendId"])
     assert attempt.error == "SMTPServerDisconnected: Connection unexpectedly closed: timed out"
     assert Send.objects.get().status == "failed"
+
+
+@pytest.fixture
+def faulty_smtp(settings):
+    """An SMTP server whose answers the test sets (tests/servers.py), with a 1 s client timeout."""
+    with FaultySmtp() as sink:
+        use_smtp_server(settings, sink.port, timeout=1)
+        yield sink
+
+
+UNCERTAIN = (
+    "Email delivery outcome unknown: the mail server may have accepted the message, so it was "
+    "not sent again; check before sending it anew"
+)
+
+
+def test_a_reply_to_data_lost_to_the_timeout_is_never_sent_again(
+    api, send_key, seed_body, faulty_smtp
+):
+    assert send(api, send_key, seed_body).status_code == 200  # the pool holds a connection now
+    # The server keeps the next message but answers its 250 only after the client gave up.
+    faulty_smtp.mode = "late"
+
+    response = send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="order-9")
+    faulty_smtp.release()
+    retry = send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="order-9")
+
+    assert response.status_code == 500, response.content
+    body = response.json()
+    send_id = body["sendId"]
+    assert body == dict(
+        problem(500, "internal_error", UNCERTAIN, response["X-Request-Id"]), sendId=send_id
+    )
+    assert len(faulty_smtp.messages) == 2  # the first send's and this one's, once
+    uncertain = Send.objects.get(public_id=send_id)
+    assert uncertain.status == "failed"
+    [attempt] = uncertain.messages.all()
+    assert attempt.error == (
+        "SMTPServerDisconnected: Connection unexpectedly closed: timed out "
+        "(after DATA: the server may have accepted the message)"
+    )
+    assert attempt.provider_message_id == ""
+    assert list(uncertain.events.values_list("type", "data")) == [
+        ("email.failed", {"reason": attempt.error})
+    ]
+    record = IdempotencyRecord.objects.get(key="order-9")
+    assert (record.state, record.send_id, record.response_status) == (
+        "completed",
+        uncertain.pk,
+        500,
+    )
+    # A retry with the key gets the same answer and sends nothing.
+    assert retry.status_code == 500
+    assert retry.json() == dict(body, requestId=retry["X-Request-Id"])
+    assert retry["Idempotency-Replayed"] == "true"
+    assert len(faulty_smtp.messages) == 2
+    assert uncertain.messages.count() == 1
+
+
+def _terminate_backend(pid: int) -> None:
+    """pg_terminate_backend() from a connection of its own, waiting until the backend is gone
+    (the server's thread may not use Django's connections: it runs an event loop)."""
+    import psycopg2
+
+    db = settings.DATABASES["default"]
+    killer = psycopg2.connect(
+        dbname=db["NAME"],
+        user=db["USER"],
+        password=db["PASSWORD"],
+        host=db["HOST"] or "127.0.0.1",
+        port=db["PORT"] or 5432,
+    )
+    try:
+        with killer.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s, 10000)", [pid])
+    finally:
+        killer.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_database_connection_lost_after_delivery_still_names_the_send_in_the_500(
+    api, send_key, seed_body, faulty_smtp
+):
+    connection.ensure_connection()
+    pid = connection.connection.info.backend_pid
+    # The request's database connection dies while the SMTP server accepts the message.
+    faulty_smtp.on_message = lambda: _terminate_backend(pid)
+
+    response = send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="lost-db")
+    connection.close()  # the test thread shares the request's (killed) connection
+
+    assert response.status_code == 500, response.content
+    body = response.json()
+    stored = Send.objects.get()
+    assert body["sendId"] == stored.public_id
+    assert body["detail"] == UNCERTAIN
+    [envelope] = faulty_smtp.messages
+    message = parsed(envelope)
+    assert message["Feedback-ID"].startswith(f"{stored.public_id}:")
+    # Its bookkeeping died with the connection: the send stays pending, the key in progress.
+    assert stored.status == "pending"
+    assert not Message.objects.exists()
+    assert IdempotencyRecord.objects.get().state == "in_progress"

@@ -1,6 +1,7 @@
 """Idempotency keys: replays, conflicts, takeovers, retention; concurrency on PostgreSQL."""
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -8,11 +9,13 @@ import requests
 import time_machine
 from django.core import mail
 from django.core.management import call_command
+from django.db import connection, transaction
 from django.utils import timezone
 
 from sends import idempotency, services
 from sends.delivery import PooledSMTPBackend
 from sends.models import IdempotencyRecord, Message, Send
+from tests.conftest import free_port
 from usage.models import UsageCounter
 
 SEND = "/api/v1/emails/send"
@@ -123,7 +126,7 @@ class TestConflicts:
         request = idempotency.from_request({"Idempotency-Key": "order-1"}, seed_body, "send")
         with time_machine.travel(timezone.now(), tick=False) as traveller:
             # A worker claims the key, stores its Send, then dies before delivering.
-            idempotency.claim(acme, request, None)
+            idempotency.claim(acme, request)
             orphan = services._create_send(
                 organization=acme,
                 key=send_key.key,
@@ -154,7 +157,7 @@ class TestConflicts:
         request = idempotency.from_request({"Idempotency-Key": "order-1"}, seed_body, "send")
         with time_machine.travel(timezone.now(), tick=False) as traveller:
             # Worker A claims the key and hangs past the lock timeout; B takes over and delivers.
-            stale = idempotency.claim(acme, request, None)
+            stale = idempotency.claim(acme, request).record
             traveller.shift(timedelta(seconds=61))
             taken_over = send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="order-1")
             delivered = Send.objects.get()
@@ -183,11 +186,10 @@ class TestConflicts:
         settings.IDEMPOTENCY_LOCK_TIMEOUT_SECONDS = 60
         request = idempotency.from_request({"Idempotency-Key": "order-1"}, seed_body, "send")
         with time_machine.travel(timezone.now(), tick=False) as traveller:
-            stale = idempotency.claim(acme, request, None)
+            stale = idempotency.claim(acme, request).record
             first_lease = stale.locked_at
             traveller.shift(timedelta(seconds=61))
-            found = idempotency.lookup(acme, request)
-            owner = idempotency.claim(acme, request, found)
+            owner = idempotency.claim(acme, request).record
 
         assert owner.locked_at > first_lease
         assert IdempotencyRecord.objects.get().locked_at == owner.locked_at
@@ -202,6 +204,27 @@ class TestConflicts:
         assert send(api, key, seed_body, HTTP_IDEMPOTENCY_KEY="later").status_code == 429
 
         assert not IdempotencyRecord.objects.filter(key="later").exists()
+
+    def test_a_429_leaves_a_failed_key_failed_and_its_retry_on_the_same_send(
+        self, api, make_key, alice, seed_body, settings
+    ):
+        key = make_key(alice.organization, rate_limit=1)
+        settings.EMAIL_BACKEND = "sends.delivery.PooledSMTPBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", free_port()  # nothing listens
+        with time_machine.travel(timezone.now(), tick=False) as traveller:
+            failed = send(api, key, seed_body, HTTP_IDEMPOTENCY_KEY="order-1")
+            settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+            limited = send(api, key, seed_body, HTTP_IDEMPOTENCY_KEY="order-1")
+            record = IdempotencyRecord.objects.get()
+            traveller.shift(timedelta(seconds=60))  # the next window
+            retried = send(api, key, seed_body, HTTP_IDEMPOTENCY_KEY="order-1")
+
+        assert failed.status_code == 500
+        assert limited.status_code == 429
+        assert (record.state, record.locked_at) == ("failed", None)
+        assert retried.status_code == 200
+        assert retried.json()["sendId"] == failed.json()["sendId"]
+        assert len(mail.outbox) == 1
 
 
 @pytest.mark.django_db
@@ -295,3 +318,65 @@ class TestConcurrency:
         assert statuses == [200] + [422] * 19, statuses
         assert len(smtp_server.messages) == 1
         assert Send.objects.count() == 1
+
+
+def _waiting_on_a_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0] > 0
+
+
+def _claim_committed_once_another_waits(organization, request, holding: threading.Event) -> None:
+    """Another request's claim on the key: inserted, then committed only once some other
+    session waits on it (the INSERT of the request under test, on the unique constraint)."""
+    try:
+        with transaction.atomic():
+            now = timezone.now()
+            IdempotencyRecord.objects.create(
+                organization=organization,
+                key=request.key,
+                endpoint=request.endpoint,
+                fingerprint=request.fingerprint,
+                locked_at=now,
+                created_at=now,
+                expires_at=now + timedelta(hours=1),
+            )
+            holding.set()
+            for _ in range(600):
+                if _waiting_on_a_lock():
+                    break
+                time.sleep(0.05)
+    finally:
+        connection.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_loser_of_the_claim_race_gets_409_without_using_rate_limit_budget(
+    api, make_key, alice, seed_body
+):
+    capped = make_key(alice.organization, rate_limit=5, name="capped")
+    request = idempotency.from_request({"Idempotency-Key": "race"}, seed_body, "send")
+    holding = threading.Event()
+    rival = threading.Thread(
+        target=_claim_committed_once_another_waits, args=(alice.organization, request, holding)
+    )
+    rival.start()
+    assert holding.wait(30)
+    try:
+        # The lookup finds no record (the rival's is not committed yet); the claim loses.
+        lost = send(api, capped, seed_body, HTTP_IDEMPOTENCY_KEY="race")
+    finally:
+        rival.join(60)
+    fresh = send(api, capped, seed_body, HTTP_IDEMPOTENCY_KEY="another")
+
+    assert lost.status_code == 409, lost.content
+    assert lost.json()["code"] == "idempotency_in_progress"
+    assert lost["X-RateLimit-Remaining"] == "5"
+    assert fresh.status_code == 200
+    assert fresh["X-RateLimit-Remaining"] == "4"
+    assert list(Send.objects.values_list("idempotency_key", flat=True)) == ["another"]
+    assert len(mail.outbox) == 1

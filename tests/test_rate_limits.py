@@ -13,7 +13,7 @@ from django.contrib.staticfiles.handlers import StaticFilesHandler
 from django.core import mail
 from django.test.testcases import LiveServerThread
 
-from sends.models import Send
+from sends.models import IdempotencyRecord, Send
 from usage.models import UsageCounter, UsageRejection
 
 SEND = "/api/v1/emails/send"
@@ -123,21 +123,6 @@ class TestHeadersAnd429:
         assert response.status_code == 429
 
 
-@pytest.fixture
-def unreachable_cache(settings, _test_settings):
-    """The default cache pointed at a closed port (Redis down); restored before cache.clear()."""
-    original = settings.CACHES
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": "redis://127.0.0.1:1/0",
-            "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
-        }
-    }
-    yield
-    settings.CACHES = original
-
-
 @pytest.mark.django_db
 @pytest.mark.usefixtures("unreachable_cache")
 class TestCacheDown:
@@ -146,17 +131,27 @@ class TestCacheDown:
 
         assert response.status_code == 200
         assert "X-RateLimit-Limit" not in response
-        assert "rate limit" in caplog.text
+        assert warnings(caplog) == ["rate limit not enforced: cache unavailable (ConnectionError)"]
         assert capped.token not in caplog.text
+        assert capped.key.public_id not in caplog.text
 
-    def test_fails_closed_with_503_when_configured(self, api, capped, seed_body, settings):
+    def test_fails_closed_with_503_when_configured(self, api, capped, seed_body, settings, caplog):
         settings.RATELIMIT_FAIL_OPEN = False
 
-        response = send(api, capped, seed_body)
+        response = send(api, capped, seed_body, HTTP_IDEMPOTENCY_KEY="k")
 
         assert response.status_code == 503
         assert response.json()["code"] == "service_unavailable"
+        assert "X-RateLimit-Limit" not in response
         assert Send.objects.count() == 0
+        assert not IdempotencyRecord.objects.exists()
+        assert warnings(caplog) == ["rate limit cache unavailable (ConnectionError)"]
+        assert capped.token not in caplog.text
+        assert capped.key.public_id not in caplog.text
+
+
+def warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "fluxomail.ratelimit"]
 
 
 class _Worker:

@@ -21,7 +21,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.models import ApiKey, Membership
-from fluxomail.login_throttle import THROTTLED_MESSAGE, login_throttled
+from fluxomail.login_throttle import login_refusal
 from fluxomail.security import dashboard_csp, preview_csp
 from sends.events import envelope, metrics, sentence
 from sends.models import Send
@@ -46,14 +46,15 @@ class LoginView(auth_views.LoginView):
     redirect_authenticated_user = True
 
     def post(self, request, *args, **kwargs):
-        if login_throttled(request):
+        refusal = login_refusal(request)
+        if refusal is not None:
             # An unbound form: validating it would check the password, which is the very thing
             # the throttle is there to stop.
             form = self.get_form_class()(
                 request, initial={"username": request.POST.get("username", "")}
             )
-            context = self.get_context_data(form=form, throttled=THROTTLED_MESSAGE)
-            return self.render_to_response(context, status=429)
+            context = self.get_context_data(form=form, throttled=refusal.message)
+            return self.render_to_response(context, status=refusal.status)
         return super().post(request, *args, **kwargs)
 
 

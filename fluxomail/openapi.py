@@ -8,6 +8,7 @@ documentation code.
 """
 
 from django.urls import path
+from django.views.generic import RedirectView
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -695,4 +696,5 @@ class OpenApiDocsView(SpectacularSwaggerView):
 urlpatterns = [
     path("openapi.json", OpenApiDocumentView.as_view(), name="openapi-document"),
     path("docs", OpenApiDocsView.as_view(), name="openapi-docs"),
+    path("docs/", RedirectView.as_view(pattern_name="openapi-docs", permanent=True)),
 ]

@@ -334,7 +334,10 @@ REQUEST_ID_HEADERS = [
         "Fluxomail-Version",
         {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
         _HEADER,
-        description="API version date, e.g. 2025-09-01 (one version today).",
+        description=(
+            "API version date, e.g. 2025-09-01 (one version today): the newest version released "
+            "on or before it answers; not a date: 400."
+        ),
     ),
 ]
 

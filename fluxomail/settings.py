@@ -145,6 +145,8 @@ MIDDLEWARE = [
     # Before anything that can answer (redirects, whitenoise, CommonMiddleware): a preflight is
     # answered here, without a key, and every API answer, errors included, gets the CORS headers.
     "corsheaders.middleware.CorsMiddleware",
+    # After CORS (a preflight carries no version), before anything that answers an API request.
+    "fluxomail.versioning.ApiVersionMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

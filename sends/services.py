@@ -172,7 +172,7 @@ def send_email(
     try:
         result = delivery.deliver(message)
     except Exception as exc:
-        attempt.provider = delivery.backend_path(message.connection) if message.connection else ""
+        attempt.provider = delivery.provider_name(message.connection) if message.connection else ""
         attempt.error = delivery.safe_error(exc)
         attempt.provider_message_id = ""
         attempt.save(force_insert=True)

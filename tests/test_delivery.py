@@ -97,7 +97,7 @@ def test_mail_reaches_the_smtp_server_with_its_mime_structure(
     assert message["Feedback-ID"] == f"{answer['sendId']}:acme:transactional:fluxomail"
 
     attempt = Message.objects.get(send__public_id=answer["sendId"])
-    assert attempt.provider == "sends.delivery.PooledSMTPBackend"
+    assert attempt.provider == "smtp"
     assert attempt.provider_message_id == answer["messageId"]
     assert sorted(attempt.to) == sorted(envelope.rcpt_tos)
     assert attempt.error == ""
@@ -254,3 +254,16 @@ def test_smtp_server_that_never_answers_times_out_into_a_500(api, send_key, seed
     attempt = Message.objects.get(send__public_id=response.json()["sendId"])
     assert attempt.error == "SMTPServerDisconnected: Connection unexpectedly closed: timed out"
     assert Send.objects.get().status == "failed"
+
+
+def test_providers_have_short_names():
+    from anymail.backends.postmark import EmailBackend as PostmarkBackend
+    from django.core.mail.backends.console import EmailBackend as ConsoleBackend
+    from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
+
+    from sends.delivery import PooledSMTPBackend, provider_name
+
+    assert provider_name(PooledSMTPBackend()) == "smtp"
+    assert provider_name(ConsoleBackend()) == "console"
+    assert provider_name(LocmemBackend()) == "locmem"
+    assert provider_name(PostmarkBackend(server_token="t")) == "postmark"

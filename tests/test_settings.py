@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -139,3 +140,28 @@ def test_check_deploy_is_clean_with_the_readmes_production_settings():
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+def test_log_format_json_writes_one_object_per_line_with_the_request_id_and_no_trace():
+    code = (
+        "import django, logging; django.setup()\n"
+        "from fluxomail.middleware import _request_id\n"
+        "_request_id.set('req_abc')\n"
+        "log = logging.getLogger('fluxomail.test')\n"
+        "log.warning('hello %s', 'world')\n"
+        "try:\n"
+        "    raise ValueError('SELECT secret FROM keys')\n"
+        "except ValueError:\n"
+        "    log.exception('failed')\n"
+    )
+    result = load_settings(code, LOG_FORMAT="json")
+
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stderr.strip().splitlines()]
+    assert [(line["level"], line["logger"], line["message"]) for line in lines] == [
+        ("WARNING", "fluxomail.test", "hello world"),
+        ("ERROR", "fluxomail.test", "failed"),
+    ]
+    assert {line["request_id"] for line in lines} == {"req_abc"}
+    assert "SELECT secret" not in result.stderr
+    assert lines[1]["exc_info"].startswith("ValueError (traceback hidden")

@@ -141,6 +141,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "fluxomail.prometheus.PrometheusMiddleware",
     "fluxomail.middleware.RequestIdMiddleware",
     # Before anything that can answer (redirects, whitenoise, CommonMiddleware): a preflight is
     # answered here, without a key, and every API answer, errors included, gets the CORS headers.
@@ -353,6 +354,9 @@ SPECTACULAR_SETTINGS = {
 
 # Every log line carries the request id; tracebacks are left out unless LOG_TRACEBACKS is on,
 # so that no SQL, parameter or secret in an exception's text ends up in the logs.
+# /metrics (Prometheus) answers only with `Authorization: Bearer <METRICS_TOKEN>`; unset: 404.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
     raise ImproperlyConfigured(f"LOG_LEVEL must be a logging level name, got {LOG_LEVEL!r}")

@@ -9,15 +9,18 @@ PORT ?= 8000
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	@$(BIN)/pip install --quiet --upgrade pip >/dev/null 2>&1 || $(BIN)/pip install --upgrade pip
 
+# pip's and setuptools' chatter goes to a log; it is printed only when the install fails.
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
-	touch $@
+	@echo "installing dependencies into $(VENV) (log: $(VENV)/pip.log)"
+	@$(BIN)/pip install --quiet -e . >$(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
+	@touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[dev]"
-	touch $@ $(VENV)/.installed-run
+	@echo "installing dependencies and test tools into $(VENV) (log: $(VENV)/pip.log)"
+	@$(BIN)/pip install --quiet -e ".[dev]" >$(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
+	@touch $@ $(VENV)/.installed-run
 
 migrate: $(VENV)/.installed-run
 	$(BIN)/python manage.py migrate --noinput

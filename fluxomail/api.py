@@ -309,7 +309,7 @@ def exception_handler(exc: Exception, context: dict) -> JsonResponse:
 
 
 def _is_api_path(path: str) -> bool:
-    return path.startswith(("/api/", "/healthz", "/t/"))
+    return path.startswith(("/api/", "/healthz", "/readyz", "/t/"))
 
 
 @csrf_exempt

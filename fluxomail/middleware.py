@@ -6,6 +6,7 @@ import re
 import secrets
 
 from django.conf import settings
+from pythonjsonlogger.json import JsonFormatter
 
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -53,3 +54,11 @@ class SafeFormatter(logging.Formatter):
 
     def formatStack(self, stack_info: str) -> str:  # noqa: N802
         return stack_info if settings.LOG_TRACEBACKS else ""
+
+
+class SafeJsonFormatter(JsonFormatter):
+    """LOG_FORMAT=json: one JSON object per line (time, level, logger, request id, message),
+    with SafeFormatter's rule for exceptions (their type only, unless LOG_TRACEBACKS)."""
+
+    formatException = SafeFormatter.formatException  # noqa: N815
+    formatStack = SafeFormatter.formatStack  # noqa: N815

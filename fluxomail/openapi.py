@@ -8,6 +8,7 @@ documentation code.
 """
 
 from django.urls import path
+from django.views.generic import RedirectView
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -333,7 +334,10 @@ REQUEST_ID_HEADERS = [
         "Fluxomail-Version",
         {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
         _HEADER,
-        description="API version date, e.g. 2025-09-01 (one version today).",
+        description=(
+            "API version date, e.g. 2025-09-01 (one version today): the newest version released "
+            "on or before it answers; not a date: 400."
+        ),
     ),
 ]
 
@@ -695,4 +699,5 @@ class OpenApiDocsView(SpectacularSwaggerView):
 urlpatterns = [
     path("openapi.json", OpenApiDocumentView.as_view(), name="openapi-document"),
     path("docs", OpenApiDocsView.as_view(), name="openapi-docs"),
+    path("docs/", RedirectView.as_view(pattern_name="openapi-docs", permanent=True)),
 ]

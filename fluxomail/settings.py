@@ -104,11 +104,15 @@ PRODUCTION = FLUXOMAIL_ENV == "production"
 
 DEBUG = env_bool("DEBUG", not PRODUCTION)
 
+DEVELOPMENT_SECRET_KEY = "insecure-development-key-do-not-use-in-production"
 SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:
     if PRODUCTION:
         raise ImproperlyConfigured("SECRET_KEY must be set when FLUXOMAIL_ENV=production")
-    SECRET_KEY = "insecure-development-key-do-not-use-in-production"
+    SECRET_KEY = DEVELOPMENT_SECRET_KEY
+if not DEBUG and SECRET_KEY == DEVELOPMENT_SECRET_KEY:
+    # DEBUG off means real users; the development key is public (it is in this file).
+    raise ImproperlyConfigured("DEBUG is off: set SECRET_KEY to a secret value of your own")
 
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 if not SITE_URL.startswith(("http://", "https://")):
@@ -137,10 +141,13 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "fluxomail.prometheus.PrometheusMiddleware",
     "fluxomail.middleware.RequestIdMiddleware",
     # Before anything that can answer (redirects, whitenoise, CommonMiddleware): a preflight is
     # answered here, without a key, and every API answer, errors included, gets the CORS headers.
     "corsheaders.middleware.CorsMiddleware",
+    # After CORS (a preflight carries no version), before anything that answers an API request.
+    "fluxomail.versioning.ApiVersionMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -237,6 +244,15 @@ SESSION_COOKIE_SAMESITE = "Lax"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# HSTS in production (https only): browsers refuse plain http to this host for that long.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if PRODUCTION else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# HSTS for subdomains and the preload list bind every other host of the domain: the operator's
+# call (the two settings above), not this service's, so check --deploy does not insist on them.
+SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W021"]
+# Production redirects plain http to https (behind a proxy: set SECURE_PROXY_SSL_HEADER).
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", PRODUCTION and _HTTPS)
 # How many reverse proxies in front append to X-Forwarded-For (0: clients connect directly);
 # the login throttle counts per client address taken from there.
 TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0, minimum=0)
@@ -338,10 +354,16 @@ SPECTACULAR_SETTINGS = {
 
 # Every log line carries the request id; tracebacks are left out unless LOG_TRACEBACKS is on,
 # so that no SQL, parameter or secret in an exception's text ends up in the logs.
+# /metrics (Prometheus) answers only with `Authorization: Bearer <METRICS_TOKEN>`; unset: 404.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
     raise ImproperlyConfigured(f"LOG_LEVEL must be a logging level name, got {LOG_LEVEL!r}")
 LOG_TRACEBACKS = env_bool("LOG_TRACEBACKS", False)
+LOG_FORMAT = env_str("LOG_FORMAT", "plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'plain' or 'json', got {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -350,13 +372,18 @@ LOGGING = {
         "plain": {
             "()": "fluxomail.middleware.SafeFormatter",
             "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
-        }
+        },
+        "json": {
+            "()": "fluxomail.middleware.SafeJsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(request_id)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
             "filters": ["request_id"],
-            "formatter": "plain",
+            "formatter": LOG_FORMAT,
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},

@@ -1,10 +1,16 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
-from fluxomail import api, views
+from fluxomail import api, prometheus, views
 
 urlpatterns = [
+    path("", views.landing, name="landing"),
+    path("favicon.ico", views.favicon, name="favicon"),
+    path("docs/errors/", views.error_docs, name="error-docs"),
+    path("docs/errors/<str:code>", views.error_docs, name="error-doc"),
     path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("metrics", prometheus.metrics_view, name="prometheus-metrics"),
     path("api/v1/", include("sends.urls")),
     path("api/v1/", include("fluxomail.openapi")),
     path("t/", include("sends.tracking_urls")),

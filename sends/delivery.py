@@ -184,9 +184,26 @@ def identity_domain(organization: Organization) -> str:
     return identity(organization)[1].rpartition("@")[2]
 
 
-def backend_path(connection) -> str:
+# Django's own backends by module, as people name them.
+_DJANGO_BACKENDS = {
+    "django.core.mail.backends.smtp": "smtp",
+    "django.core.mail.backends.console": "console",
+    "django.core.mail.backends.locmem": "locmem",
+    "django.core.mail.backends.filebased": "file",
+    "django.core.mail.backends.dummy": "dummy",
+}
+
+
+def provider_name(connection) -> str:
+    """A short name for the provider a backend hands mail to (`smtp`, `console`, `postmark`,
+    …), as the timeline and the pages show it, instead of the backend's class path."""
+    esp_name = getattr(connection, "esp_name", None)  # django-anymail's ESP backends
+    if esp_name:
+        return str(esp_name).lower().replace(" ", "-")
+    if isinstance(connection, SMTPBackend):
+        return "smtp"
     cls = type(connection)
-    return f"{cls.__module__}.{cls.__qualname__}"
+    return _DJANGO_BACKENDS.get(cls.__module__, cls.__qualname__.lower())
 
 
 @dataclass
@@ -259,4 +276,4 @@ def deliver(message: EmailMultiAlternatives) -> Delivery:
         # ids (a set) the ids are joined in a stable order.
         ids = status.message_id
         message_id = ",".join(sorted(map(str, ids))) if isinstance(ids, set) else str(ids)
-    return Delivery(message_id=message_id, provider=backend_path(connection))
+    return Delivery(message_id=message_id, provider=provider_name(connection))

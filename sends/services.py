@@ -195,7 +195,7 @@ def send_email(
     try:
         result = delivery.deliver(message)
     except Exception as exc:
-        attempt.provider = delivery.backend_path(message.connection) if message.connection else ""
+        attempt.provider = delivery.provider_name(message.connection) if message.connection else ""
         attempt.error = delivery.safe_error(exc)
         logger.warning("delivery of %s failed: %s", send.public_id, attempt.error)
         # Uncertain: the provider may have the message. Neither this request nor a retry with

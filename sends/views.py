@@ -19,8 +19,6 @@ from sends import idempotency, ratelimit, services
 from sends.serializers import SendEmailSerializer
 from usage import recording
 
-API_VERSION = "2025-09-01"
-
 
 class SendEmailView(APIView):
     """One view for both paths; `endpoint` names the path (`send` or `send-global`)."""
@@ -101,7 +99,6 @@ class SendEmailView(APIView):
         self._count(request, response.status_code, code=error.code)
 
     def _decorate(self, request, response) -> None:
-        response["Fluxomail-Version"] = API_VERSION
         if self.idempotency_key is not None:
             response["Idempotency-Key"] = self.idempotency_key
         key = getattr(request, "auth", None)

@@ -125,6 +125,7 @@ class LiveServers:
             DJANGO_SETTINGS_MODULE="fluxomail.settings",
             DATABASE_URL=database_url(),
             DEBUG="false",
+            SECRET_KEY="live-server-" + os.urandom(16).hex(),
             LOG_LEVEL="DEBUG",
             PYTHONUNBUFFERED="1",
         )

@@ -147,3 +147,24 @@ def test_createapikey_refuses_unknown_scope(acme):
 def test_createapikey_refuses_unknown_org(db):
     with pytest.raises(CommandError, match="No organization with slug 'nope'"):
         run("createapikey", "nope")
+
+
+def test_bootstrap_demo_prints_a_line_per_sample_and_ends_with_the_credentials(
+    credentials, settings, capsys
+):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+    output = run("bootstrap_demo")
+
+    lines = output.strip().splitlines()
+    assert [line.split(" via ")[1] for line in lines[:3]] == [
+        "send: 'Welcome to Fluxomail'",
+        "send: 'Your receipt'",
+        "send-global: 'Reset your password'",
+    ]
+    assert "MIME-Version" not in output and "Content-Transfer-Encoding" not in output
+    assert "MIME-Version" not in capsys.readouterr().out  # nothing printed by the backend
+    assert lines[-1] == "=" * 72
+    block = output[output.index("=" * 72) :]
+    for label in ("dashboard:", "owner login:", "API key:", "curl -X POST", "python3 -c"):
+        assert label in block
+    assert len(lines) < 30

@@ -101,7 +101,7 @@ def test_mail_reaches_the_smtp_server_with_its_mime_structure(
     assert message["Feedback-ID"] == f"{answer['sendId']}:acme:transactional:fluxomail"
 
     attempt = Message.objects.get(send__public_id=answer["sendId"])
-    assert attempt.provider == "sends.delivery.PooledSMTPBackend"
+    assert attempt.provider == "smtp"
     assert attempt.provider_message_id == answer["messageId"]
     assert sorted(attempt.to) == sorted(envelope.rcpt_tos)
     assert attempt.error == ""
@@ -359,3 +359,16 @@ def test_a_database_connection_lost_after_delivery_still_names_the_send_in_the_5
     assert stored.status == "pending"
     assert not Message.objects.exists()
     assert IdempotencyRecord.objects.get().state == "in_progress"
+
+
+def test_providers_have_short_names():
+    from anymail.backends.postmark import EmailBackend as PostmarkBackend
+    from django.core.mail.backends.console import EmailBackend as ConsoleBackend
+    from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
+
+    from sends.delivery import PooledSMTPBackend, provider_name
+
+    assert provider_name(PooledSMTPBackend()) == "smtp"
+    assert provider_name(ConsoleBackend()) == "console"
+    assert provider_name(LocmemBackend()) == "locmem"
+    assert provider_name(PostmarkBackend(server_token="t")) == "postmark"

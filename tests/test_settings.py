@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -97,3 +98,75 @@ def test_email_host_switches_to_the_pooled_smtp_backend():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["sends.delivery.PooledSMTPBackend", "smtp.example.net", "587"]
+
+
+def test_debug_off_with_the_development_secret_key_refuses_to_start():
+    result = load_settings(DEBUG="false", SECRET_KEY="")
+
+    assert result.returncode != 0
+    assert "DEBUG is off: set SECRET_KEY to a secret value of your own" in result.stderr
+
+
+def test_production_enables_hsts_for_a_year_and_the_setting_changes_it():
+    code = CHECK.replace("settings.DEBUG", "settings.SECURE_HSTS_SECONDS")
+
+    default = load_settings(code, FLUXOMAIL_ENV="production", SECRET_KEY="s" * 50)
+    changed = load_settings(
+        code, FLUXOMAIL_ENV="production", SECRET_KEY="s" * 50, SECURE_HSTS_SECONDS="600"
+    )
+    development = load_settings(code)
+
+    assert default.stdout.strip() == "31536000", default.stderr
+    assert changed.stdout.strip() == "600", changed.stderr
+    assert development.stdout.strip() == "0", development.stderr
+
+
+def test_check_deploy_is_clean_with_the_readmes_production_settings():
+    # DJANGO_ALLOW_ASYNC_UNSAFE is the browser tests' (Playwright's loop), never a deployment's.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_", "REDIS_")) and k != "DJANGO_ALLOW_ASYNC_UNSAFE"
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="fluxomail.settings",
+        FLUXOMAIL_ENV="production",
+        SECRET_KEY=os.urandom(32).hex(),
+        SITE_URL="https://mail.example.com",
+        ALLOWED_HOSTS="mail.example.com",
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_log_format_json_writes_one_object_per_line_with_the_request_id_and_no_trace():
+    code = (
+        "import django, logging; django.setup()\n"
+        "from fluxomail.middleware import _request_id\n"
+        "_request_id.set('req_abc')\n"
+        "log = logging.getLogger('fluxomail.test')\n"
+        "log.warning('hello %s', 'world')\n"
+        "try:\n"
+        "    raise ValueError('SELECT secret FROM keys')\n"
+        "except ValueError:\n"
+        "    log.exception('failed')\n"
+    )
+    result = load_settings(code, LOG_FORMAT="json")
+
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stderr.strip().splitlines()]
+    assert [(line["level"], line["logger"], line["message"]) for line in lines] == [
+        ("WARNING", "fluxomail.test", "hello world"),
+        ("ERROR", "fluxomail.test", "failed"),
+    ]
+    assert {line["request_id"] for line in lines} == {"req_abc"}
+    assert "SELECT secret" not in result.stderr
+    assert lines[1]["exc_info"].startswith("ValueError (traceback hidden")

@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from fluxomail import prometheus
 from usage.models import COUNTER_FIELDS, UsageCounter, UsageRejection
 
 logger = logging.getLogger("fluxomail.usage")
@@ -55,6 +56,14 @@ class Outcome:
             "global_endpoint_sends": int(self.sent and self.endpoint == "send-global"),
             "latency_ms_total": max(0, self.latency_ms),
         }
+
+    def name(self, increments: dict[str, int]) -> str:
+        for name in ("sends", "replays", "rejected", "rate_limited", "failures"):
+            if increments[name]:
+                return {"sends": "sent", "replays": "replayed", "failures": "failed"}.get(
+                    name, name
+                )
+        return "other"
 
 
 def hour_of(moment: datetime) -> datetime:
@@ -199,6 +208,7 @@ def record(outcome: Outcome, *, now: datetime | None = None) -> None:
         hour_of(now or timezone.now()),
     )
     increments = outcome.increments()
+    prometheus.count_send(outcome.endpoint, outcome.name(increments))
     code = outcome.code if increments["rejected"] else ""
     every = settings.USAGE_FLUSH_SECONDS
     if every > 0:

@@ -20,8 +20,24 @@ SAMPLES = [
 ]
 
 
-def send_samples(organization, key) -> list[str]:
-    """A few real sends through the send workflow, counted in usage, so the dashboard has data."""
+CONSOLE_BACKEND = "django.core.mail.backends.console.EmailBackend"
+
+
+def send_samples(organization, key) -> list[tuple[str, str, str]]:
+    """A few real sends through the send workflow, counted in usage, so the dashboard has data.
+
+    With the console backend (the default) the samples are kept in memory instead of printed:
+    three MIME messages would bury the credentials. Any other backend delivers them.
+    """
+    if settings.EMAIL_BACKEND == CONSOLE_BACKEND:
+        from django.test.utils import override_settings
+
+        with override_settings(EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend"):
+            return _send_samples(organization, key)
+    return _send_samples(organization, key)
+
+
+def _send_samples(organization, key) -> list[tuple[str, str, str]]:
     from sends import services
     from sends.serializers import SendEmailSerializer
     from usage import recording
@@ -55,7 +71,7 @@ def send_samples(organization, key) -> list[str]:
                 latency_ms=int((time.monotonic() - started) * 1000),
             )
         )
-        send_ids.append(result.body["sendId"])
+        send_ids.append((result.body["sendId"], endpoint, subject))
     recording.flush()
     return send_ids
 
@@ -135,19 +151,36 @@ class Command(BaseCommand):
                 "htmlContent": "<p>Hi there</p>",
             }
         )
+        for send_id, endpoint, subject in samples:
+            self.stdout.write(f"sample send {send_id} via {endpoint}: {subject!r}")
+        headers = json.dumps(
+            {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        )
+        python = (
+            "python3 -c 'import json, urllib.request as u; print(u.urlopen(u.Request("
+            f'"{site}/api/v1/emails/send", data=json.dumps({body}).encode(), '
+            f"headers={headers})).read().decode())'"
+        )
+        rule = "=" * 72
         self.stdout.write(
             f"""
-Fluxomail demo
+{rule}
+Fluxomail demo is ready
+  dashboard:    {site}/dashboard/   (admin: {site}/admin/)
+  owner login:  {DEMO_USER} / {password}
   organization: {organization.name} ({organization.slug})
-  owner login:  {DEMO_USER} / {password}   ({site}/dashboard/, admin at {site}/admin/)
   API key:      {token}
-  sample sends: {", ".join(samples) or "made on the first run"}
+  API docs:     {site}/api/v1/docs
 
-Send a first email:
+Send a first email with curl:
   curl -X POST "{site}/api/v1/emails/send" \\
     -H "Content-Type: application/json" \\
     -H "Authorization: Bearer {token}" \\
     -H "Idempotency-Key: send-$(date +%s%N)" \\
     -d '{body}'
+
+or with Python:
+  {python}
+{rule}
 """
         )

@@ -44,6 +44,9 @@ _SPACE = " \t\n\r\f"
 # What browsers strip around a URL (C0 controls and space) and delete inside it (tab, newline).
 _URL_STRIP = "".join(chr(c) for c in range(0x21))
 _URL_DELETE = str.maketrans("", "", "\t\n\r")
+# What browsers percent-encode inside a URL (the WHATWG URL standard's C0 control percent-encode
+# set, ASCII part): C0 controls and DEL. No HTTP header may carry them either.
+_URL_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Link targets or texts that mark an unsubscribe or preferences link: rewriting those would put
 # a redirect in front of the reader's way out, and some mailbox providers check them directly.
 _UNSUBSCRIBE_MARKERS = (
@@ -128,10 +131,13 @@ def open_url(send_public_id: str) -> str:
 def redirect_location(url: str) -> str:
     """The Location header for a tracked URL: the URL as a browser would request it.
 
-    ASCII URLs come back exactly as written. Non-ASCII characters cannot go in an HTTP header,
-    so they are encoded the way a browser encodes them before following a link: the host with
-    IDNA, everything else as UTF-8 percent escapes (existing escapes are left alone).
+    ASCII URLs come back exactly as written, but for control characters, which no header may
+    carry: they are percent-encoded, as `link_target` does for every link it signs (so that
+    tokens signed before it did cannot fail either). Non-ASCII characters are encoded the way
+    a browser encodes them before following a link: the host with IDNA, everything else as
+    UTF-8 percent escapes (existing escapes are left alone).
     """
+    url = _escape_controls(url)
     if url.isascii():
         return url
     scheme, rest = url.split("://", 1)
@@ -160,7 +166,11 @@ def is_trackable_scheme(url: str) -> bool:
 
 def link_target(raw_value: str) -> str:
     """The URL a browser follows for an href attribute's raw source text."""
-    return decode_attribute(raw_value).strip(_URL_STRIP).translate(_URL_DELETE)
+    return _escape_controls(decode_attribute(raw_value).strip(_URL_STRIP).translate(_URL_DELETE))
+
+
+def _escape_controls(url: str) -> str:
+    return _URL_CONTROL.sub(lambda match: f"%{ord(match.group()):02X}", url)
 
 
 def is_unsubscribe_link(url: str, text: str) -> bool:
@@ -198,7 +208,9 @@ def decode_attribute(raw: str) -> str:
                 out.append("&")
                 continue
             end = k + 1 if raw.startswith(";", k) else k
-            out.append(html_lib.unescape(f"&#{'x' if hexadecimal else ''}{raw[j:k]};"))
+            decoded = html_lib.unescape(f"&#{'x' if hexadecimal else ''}{raw[j:k]};")
+            # html.unescape drops controls such as &#x1f; that the tokenizer keeps.
+            out.append(decoded or chr(int(raw[j:k], 16 if hexadecimal else 10)))
             i = end
             continue
         match = _NAMED_REFERENCE.match(raw, i)

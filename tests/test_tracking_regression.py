@@ -139,6 +139,16 @@ CASES = [
         ],
     ),
     Case(
+        "control characters inside the URL are percent-encoded, as a browser does",
+        '<body><a href="&#1;https://e.example/a&#12;b\x0bc?q=&#x1f;&#127;#f&#0;">x</a></body>',
+        [
+            (
+                "&#1;https://e.example/a&#12;b\x0bc?q=&#x1f;&#127;#f&#0;",
+                "https://e.example/a%0Cb%0Bc?q=%1F%7F#f%EF%BF%BD",
+            )
+        ],
+    ),
+    Case(
         "unquoted and single-quoted hrefs",
         "<body><a href=https://e.example/u?a=1&amp;b=2>u</a>"
         "<a class='btn' href='https://e.example/q?say=\"hi\"'>q</a></body>",
@@ -345,6 +355,7 @@ BROWSER_LINKS = [
     "/landing?q=café&city=Zürich#frag",
     "/out?u=https%3A%2F%2Fshop.example%2Fp%3Fid%3D1%26ref%3Dmail&amp;s=%2B",
     "/landing/straße?next=/a?b=1&c=2",
+    "/landing/a&#12;b\x0bc?q=&#x1f;x&#127;",
 ]
 
 

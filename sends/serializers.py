@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from rest_framework import serializers
 
+from sends.domains import to_ascii
 from sends.models import Policy
 
 MAX_RECIPIENTS = 50
@@ -59,7 +60,8 @@ def no_control(value: str) -> None:
 
 
 def ascii_address(addr: str) -> str:
-    """`addr` with its domain IDNA-encoded (punycode); ValidationError when it cannot be sent.
+    """`addr` with its domain in ASCII (IDNA 2008, `sends.domains`); ValidationError when it
+    cannot be sent.
 
     The local part must be ASCII already: sending it otherwise needs SMTPUTF8 end to end.
     """
@@ -69,12 +71,9 @@ def ascii_address(addr: str) -> str:
     if not local.isascii():
         raise serializers.ValidationError(LOCAL_PART_MESSAGE)
     try:
-        encoded = domain.encode("idna")
-        # Decoding back catches ASCII labels that are not valid punycode (`xn--a`).
-        encoded.decode("idna")
+        return f"{local}@{to_ascii(domain)}"
     except UnicodeError:
         raise serializers.ValidationError(DOMAIN_MESSAGE) from None
-    return f"{local}@{encoded.decode('ascii')}"
 
 
 def parse_address(value: str) -> tuple[str, str]:

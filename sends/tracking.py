@@ -29,6 +29,8 @@ from django.utils.encoding import iri_to_uri
 from lxml import etree
 from lxml import html as lxml_html
 
+from sends.domains import to_ascii
+
 logger = logging.getLogger("fluxomail.tracking")
 
 CLICK_SALT = "fluxomail.click"
@@ -151,9 +153,12 @@ def redirect_location(url: str) -> str:
     host, colon, port = hostport.partition(":")
     if not host.isascii():
         try:
-            host = host.encode("idna").decode("ascii")
+            host = to_ascii(host)
         except UnicodeError:
-            pass  # Left for iri_to_uri to escape; a browser fails on such a host anyway.
+            # Left for iri_to_uri to percent-encode: a browser percent-decodes a host before
+            # its own (more lenient) UTS #46 processing, so the reader lands where the link
+            # would have taken them.
+            pass
     return iri_to_uri(f"{scheme}://{userinfo}{at}{host}{colon}{port}{tail}")
 
 

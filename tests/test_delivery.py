@@ -131,6 +131,37 @@ def test_internationalised_domains_go_out_in_punycode(api, send_key, seed_body, 
     )
 
 
+def test_domains_are_encoded_with_idna_2008_where_it_differs_from_idna_2003(
+    api, send_key, seed_body, smtp_server, acme
+):
+    # IDNA 2003 (Python's codec) would send these to fass.de, xn--wxaikc6b.gr (ς as σ) and
+    # xn--11b2ezc.example (the joiner dropped): other domains than the ones written.
+    acme.from_email = "hello@faß.de"
+    acme.save()
+    seed_body.update(
+        to="user@Faß.de",
+        cc=["b@ςόλος.gr", "c@क्\u200dष.example", "d@xn--fa-hia.de"],
+        fromEmail="news@faß.de",
+    )
+
+    response = send(api, send_key, seed_body)
+
+    assert response.status_code == 200, response.content
+    [envelope] = smtp_server.messages
+    assert envelope.mail_from == "news@xn--fa-hia.de"
+    assert envelope.rcpt_tos == [
+        "user@xn--fa-hia.de",
+        "b@xn--wxaihc1c.gr",
+        "c@xn--11b2ezcw70k.example",
+        "d@xn--fa-hia.de",
+    ]
+    message = parsed(envelope)
+    assert message["From"] == "Acme <news@xn--fa-hia.de>"
+    assert message["To"] == "user@xn--fa-hia.de"
+    assert message["Message-ID"].endswith("@xn--fa-hia.de>")
+    assert Send.objects.get().to == "user@xn--fa-hia.de"
+
+
 def test_the_smtp_connection_is_reused_across_sends(api, send_key, seed_body, smtp_server):
     for _ in range(3):
         assert send(api, send_key, seed_body).status_code == 200

@@ -356,6 +356,23 @@ def test_undecodable_domain_is_400(api, send_key, seed_body, domain):
     }
 
 
+@pytest.mark.parametrize(
+    "domain",
+    [
+        "💩.la",  # emoji: IDNA 2003 encoded it (xn--ls8h.la), IDNA 2008 disallows it
+        "xn--ls8h.la",  # the same as an A-label
+        "a\u200cb.example",  # a joiner outside the scripts that need it: IDNA 2003 dropped it
+        "a\u200db.example",
+    ],
+)
+def test_domain_that_idna_2008_refuses_is_400(api, send_key, seed_body, domain):
+    seed_body["cc"] = [f"user@{domain}"]
+
+    assert field_errors(send(api, send_key, seed_body)) == {
+        "cc": ["Item 0: The domain is not a valid internationalised domain name."]
+    }
+
+
 def test_empty_subject_is_400(api, send_key, seed_body):
     seed_body["subject"] = ""
 

@@ -95,6 +95,15 @@ CASES = [
         ],
     ),
     Case(
+        "hosts IDNA 2008 encodes differently from IDNA 2003, and one it refuses",
+        '<body><a href="https://faß.de/a">a</a><a href="https://💩.la/b">b</a></body>',
+        [
+            ("https://faß.de/a", "https://xn--fa-hia.de/a"),
+            # A browser percent-decodes the host before its own UTS #46 processing.
+            ("https://💩.la/b", "https://%F0%9F%92%A9.la/b"),
+        ],
+    ),
+    Case(
         "nested encoded redirect URL",
         '<body><a href="https://r.example/out?u=https%3A%2F%2Fshop.example%2Fp%3Fid%3D1%26'
         'ref%3Dmail&amp;sig=ab%2Fc%3D">go</a></body>',

@@ -107,7 +107,10 @@ def read_click_token(token: str) -> tuple[str, int, str] | None:
         or not is_trackable_scheme(value[2])
     ):
         return None
-    return value[0], value[1], value[2]
+    # Links are signed with their control characters percent-encoded (`link_target`); a token
+    # signed before may hold raw ones, which neither a Location header nor a jsonb column can
+    # carry (PostgreSQL refuses NUL).
+    return value[0], value[1], _escape_controls(value[2])
 
 
 def open_token(send_public_id: str) -> str:
@@ -133,13 +136,11 @@ def open_url(send_public_id: str) -> str:
 def redirect_location(url: str) -> str:
     """The Location header for a tracked URL: the URL as a browser would request it.
 
-    ASCII URLs come back exactly as written, but for control characters, which no header may
-    carry: they are percent-encoded, as `link_target` does for every link it signs (so that
-    tokens signed before it did cannot fail either). Non-ASCII characters are encoded the way
-    a browser encodes them before following a link: the host with IDNA, everything else as
-    UTF-8 percent escapes (existing escapes are left alone).
+    ASCII URLs come back exactly as written (`read_click_token` has percent-encoded control
+    characters, which no header may carry). Non-ASCII characters are encoded the way a browser
+    encodes them before following a link: the host with IDNA, everything else as UTF-8 percent
+    escapes (existing escapes are left alone).
     """
-    url = _escape_controls(url)
     if url.isascii():
         return url
     scheme, rest = url.split("://", 1)

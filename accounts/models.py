@@ -6,6 +6,7 @@ import string
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -14,6 +15,16 @@ from django.utils import timezone
 KEY_PATTERN = re.compile(r"^flx_([A-Za-z0-9]{8})_([A-Za-z0-9]{32,128})$")
 _ALNUM = string.ascii_letters + string.digits
 _LAST_USED_RESOLUTION = timedelta(minutes=1)
+# What a key name may not hold: C0 and C1 controls (tabs and line breaks among them), DEL, the
+# Unicode line and paragraph separators, and what XML cannot carry (surrogates, U+FFFE, U+FFFF).
+# The name is shown in pages, SVG charts (lxml refuses such text), CSV files and the admin.
+_KEY_NAME_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
+KEY_NAME_MESSAGE = "Key names may not contain control characters (tabs and line breaks included)."
+
+
+def validate_key_name(name: str) -> None:
+    if _KEY_NAME_FORBIDDEN.search(name):
+        raise ValidationError(KEY_NAME_MESSAGE, code="control_character")
 
 
 def key_digest(token: str) -> str:
@@ -121,7 +132,11 @@ class ApiKeyManager(models.Manager.from_queryset(ApiKeyQuerySet)):
         created_by=None,
         expires_at=None,
     ) -> tuple["ApiKey", str]:
-        """Creates a key and returns it with its full token; the token is never stored."""
+        """Creates a key and returns it with its full token; the token is never stored.
+
+        Raises ValidationError for a name that `validate_key_name` refuses.
+        """
+        validate_key_name(name)
         key = self.model(
             organization=organization,
             name=name,
@@ -139,7 +154,7 @@ class ApiKey(models.Model):
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="api_keys"
     )
-    name = models.CharField(max_length=100)
+    name = models.CharField(max_length=100, validators=[validate_key_name])
     public_id = models.CharField(max_length=8, unique=True, editable=False)
     digest = models.CharField(max_length=64, editable=False)
     scopes = models.JSONField(default=list, blank=True)

@@ -136,7 +136,9 @@ class SendEmailRequestSerializer(serializers.Serializer):
     )
     replyTo = _Address(required=False)  # noqa: N815
     headers = serializers.DictField(
-        child=serializers.CharField(), required=False, help_text="`X-…`/`List-…`, at most 20."
+        child=serializers.CharField(),
+        required=False,
+        help_text="`X-…`/`List-…`, at most 20; each line `Name: value` at most 998 characters.",
     )
     metadata = serializers.DictField(
         child=serializers.CharField(max_length=500), required=False, help_text="At most 10 keys."
@@ -540,7 +542,10 @@ LIST_PARAMETERS = [
     ),
     OpenApiParameter("from", _DAY_OR_TIME, _QUERY, description="Created at or after (UTC)."),
     OpenApiParameter(
-        "until", _DAY_OR_TIME, _QUERY, description="Created before; a bare date includes it."
+        "until",
+        _DAY_OR_TIME,
+        _QUERY,
+        description="Created before; a bare date includes it (`9999-12-31`: no end).",
     ),
 ]
 

@@ -16,6 +16,7 @@ from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 
 from accounts.models import Organization
+from sends.domains import to_ascii
 
 logger = logging.getLogger("fluxomail.delivery")
 
@@ -174,10 +175,20 @@ class PooledSMTPBackend(SMTPBackend):
 
 
 def identity(organization: Organization) -> tuple[str, str]:
-    """(display name, address) of the organization's sending identity, else the default."""
+    """(display name, address) of the organization's sending identity, else the default.
+
+    The address's domain is in ASCII (IDNA 2008): left to Django, an internationalised one
+    would be encoded with IDNA 2003 (`faß.de` as `fass.de`, another domain).
+    """
     if organization.from_email:
-        return organization.from_name, organization.from_email
-    return parseaddr(settings.DEFAULT_FROM_EMAIL)
+        name, address = organization.from_name, organization.from_email
+    else:
+        name, address = parseaddr(settings.DEFAULT_FROM_EMAIL)
+    local, at, domain = address.rpartition("@")
+    try:
+        return name, f"{local}{at}{to_ascii(domain)}"
+    except UnicodeError:
+        return name, address  # refused by IDNA 2008: as configured
 
 
 def identity_domain(organization: Organization) -> str:

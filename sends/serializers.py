@@ -6,6 +6,7 @@ error details feed the 400 `validation_error` answer unchanged.
 
 import base64
 import binascii
+import mimetypes
 import re
 from email.utils import formataddr, getaddresses, parseaddr
 
@@ -14,6 +15,8 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from rest_framework import serializers
 
+from sends.domains import to_ascii
+from sends.mime import MAX_LINE, header_fits
 from sends.models import Policy
 
 MAX_RECIPIENTS = 50
@@ -59,7 +62,8 @@ def no_control(value: str) -> None:
 
 
 def ascii_address(addr: str) -> str:
-    """`addr` with its domain IDNA-encoded (punycode); ValidationError when it cannot be sent.
+    """`addr` with its domain in ASCII (IDNA 2008, `sends.domains`); ValidationError when it
+    cannot be sent.
 
     The local part must be ASCII already: sending it otherwise needs SMTPUTF8 end to end.
     """
@@ -69,12 +73,9 @@ def ascii_address(addr: str) -> str:
     if not local.isascii():
         raise serializers.ValidationError(LOCAL_PART_MESSAGE)
     try:
-        encoded = domain.encode("idna")
-        # Decoding back catches ASCII labels that are not valid punycode (`xn--a`).
-        encoded.decode("idna")
+        return f"{local}@{to_ascii(domain)}"
     except UnicodeError:
         raise serializers.ValidationError(DOMAIN_MESSAGE) from None
-    return f"{local}@{encoded.decode('ascii')}"
 
 
 def parse_address(value: str) -> tuple[str, str]:
@@ -201,6 +202,22 @@ class AttachmentSerializer(StrictSerializer):
             raise serializers.ValidationError("Must be a MIME type such as application/pdf.")
         return value.lower()
 
+    def validate(self, attrs: dict) -> dict:
+        # Other types go out in base64; a message/rfc822 one (given, or guessed from `.eml` as
+        # Django guesses it) goes out as written, as RFC 2046 requires, so its lines must fit.
+        content_type = attrs.get("contentType") or mimetypes.guess_type(attrs["filename"])[0]
+        lines = attrs["contentBase64"].splitlines()
+        if content_type == "message/rfc822" and max(map(len, lines), default=0) > MAX_LINE:
+            raise serializers.ValidationError(
+                {
+                    "contentBase64": [
+                        "A message/rfc822 attachment is sent as written (RFC 2046 allows no "
+                        f"base64 for it): each of its lines must be at most {MAX_LINE} bytes."
+                    ]
+                }
+            )
+        return attrs
+
 
 class SendEmailSerializer(StrictSerializer):
     """The body of POST /api/v1/emails/send and /send-global.
@@ -303,6 +320,11 @@ class SendEmailSerializer(StrictSerializer):
             if has_control(header_value):
                 errors.append(
                     f"{name!r}: values must not contain line breaks or other control characters."
+                )
+            elif not header_fits(name, header_value):
+                errors.append(
+                    f"{name!r}: the header line (name, colon, space and value) must be at most "
+                    f"{MAX_LINE} characters (RFC 5322)."
                 )
             seen.add(name.lower())
         if errors:

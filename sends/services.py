@@ -18,6 +18,7 @@ from django.utils import timezone
 from accounts.models import ApiKey, Organization
 from fluxomail.api import DeliveryOutcomeUnknown, InternalError
 from sends import delivery, events, idempotency
+from sends.mime import Email
 from sends.models import Event, IdempotencyRecord, Message, Policy, Send
 from sends.rendering import render_html
 
@@ -48,7 +49,7 @@ def _build_message(
     # customer is the organization's public slug: its integer pk would tell every recipient how
     # many organizations the service has.
     headers["Feedback-ID"] = f"{send.public_id}:{organization.slug}:{send.policy_key}:fluxomail"
-    message = EmailMultiAlternatives(
+    message = Email(
         subject=data["subject"],
         body=data["content"],
         from_email=_from_header(organization, data),

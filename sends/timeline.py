@@ -171,8 +171,14 @@ class FlexibleDateTimeField(serializers.DateTimeField):
         if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
             day = serializers.DateField().to_internal_value(value)
             moment = datetime.combine(day, time.min, tzinfo=UTC)
-            # `until=2026-11-24` includes that whole day.
-            return moment + timedelta(days=1) if self.end_of_day else moment
+            if not self.end_of_day:
+                return moment
+            # `until=2026-11-24` includes that whole day. `until=9999-12-31` (a common "no end")
+            # has no next day: the last representable moment bounds it instead.
+            try:
+                return moment + timedelta(days=1)
+            except OverflowError:
+                return datetime.max.replace(tzinfo=UTC)
         moment = super().to_internal_value(value)
         return moment.astimezone(UTC)
 

@@ -29,6 +29,8 @@ from django.utils.encoding import iri_to_uri
 from lxml import etree
 from lxml import html as lxml_html
 
+from sends.domains import to_ascii
+
 logger = logging.getLogger("fluxomail.tracking")
 
 CLICK_SALT = "fluxomail.click"
@@ -44,6 +46,9 @@ _SPACE = " \t\n\r\f"
 # What browsers strip around a URL (C0 controls and space) and delete inside it (tab, newline).
 _URL_STRIP = "".join(chr(c) for c in range(0x21))
 _URL_DELETE = str.maketrans("", "", "\t\n\r")
+# What browsers percent-encode inside a URL (the WHATWG URL standard's C0 control percent-encode
+# set, ASCII part): C0 controls and DEL. No HTTP header may carry them either.
+_URL_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Link targets or texts that mark an unsubscribe or preferences link: rewriting those would put
 # a redirect in front of the reader's way out, and some mailbox providers check them directly.
 _UNSUBSCRIBE_MARKERS = (
@@ -102,7 +107,10 @@ def read_click_token(token: str) -> tuple[str, int, str] | None:
         or not is_trackable_scheme(value[2])
     ):
         return None
-    return value[0], value[1], value[2]
+    # Links are signed with their control characters percent-encoded (`link_target`); a token
+    # signed before may hold raw ones, which neither a Location header nor a jsonb column can
+    # carry (PostgreSQL refuses NUL).
+    return value[0], value[1], _escape_controls(value[2])
 
 
 def open_token(send_public_id: str) -> str:
@@ -128,9 +136,10 @@ def open_url(send_public_id: str) -> str:
 def redirect_location(url: str) -> str:
     """The Location header for a tracked URL: the URL as a browser would request it.
 
-    ASCII URLs come back exactly as written. Non-ASCII characters cannot go in an HTTP header,
-    so they are encoded the way a browser encodes them before following a link: the host with
-    IDNA, everything else as UTF-8 percent escapes (existing escapes are left alone).
+    ASCII URLs come back exactly as written (`read_click_token` has percent-encoded control
+    characters, which no header may carry). Non-ASCII characters are encoded the way a browser
+    encodes them before following a link: the host with IDNA, everything else as UTF-8 percent
+    escapes (existing escapes are left alone).
     """
     if url.isascii():
         return url
@@ -145,9 +154,12 @@ def redirect_location(url: str) -> str:
     host, colon, port = hostport.partition(":")
     if not host.isascii():
         try:
-            host = host.encode("idna").decode("ascii")
+            host = to_ascii(host)
         except UnicodeError:
-            pass  # Left for iri_to_uri to escape; a browser fails on such a host anyway.
+            # Left for iri_to_uri to percent-encode: a browser percent-decodes a host before
+            # its own (more lenient) UTS #46 processing, so the reader lands where the link
+            # would have taken them.
+            pass
     return iri_to_uri(f"{scheme}://{userinfo}{at}{host}{colon}{port}{tail}")
 
 
@@ -160,7 +172,11 @@ def is_trackable_scheme(url: str) -> bool:
 
 def link_target(raw_value: str) -> str:
     """The URL a browser follows for an href attribute's raw source text."""
-    return decode_attribute(raw_value).strip(_URL_STRIP).translate(_URL_DELETE)
+    return _escape_controls(decode_attribute(raw_value).strip(_URL_STRIP).translate(_URL_DELETE))
+
+
+def _escape_controls(url: str) -> str:
+    return _URL_CONTROL.sub(lambda match: f"%{ord(match.group()):02X}", url)
 
 
 def is_unsubscribe_link(url: str, text: str) -> bool:
@@ -198,7 +214,9 @@ def decode_attribute(raw: str) -> str:
                 out.append("&")
                 continue
             end = k + 1 if raw.startswith(";", k) else k
-            out.append(html_lib.unescape(f"&#{'x' if hexadecimal else ''}{raw[j:k]};"))
+            decoded = html_lib.unescape(f"&#{'x' if hexadecimal else ''}{raw[j:k]};")
+            # html.unescape drops controls such as &#x1f; that the tokenizer keeps.
+            out.append(decoded or chr(int(raw[j:k], 16 if hexadecimal else 10)))
             i = end
             continue
         match = _NAMED_REFERENCE.match(raw, i)

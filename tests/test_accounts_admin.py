@@ -51,6 +51,19 @@ def test_admin_key_creation_shows_the_secret_once(client, operator, acme):
     assert key.digest not in change
 
 
+def test_admin_refuses_a_key_name_with_a_control_character(client, operator, acme):
+    response = client.post(
+        "/admin/accounts/apikey/add/",
+        {"organization": acme.pk, "name": "ctl\x01name", "expires_at_0": "", "expires_at_1": ""},
+    )
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors == {
+        "name": ["Key names may not contain control characters (tabs and line breaks included)."]
+    }
+    assert not ApiKey.objects.exists()
+
+
 def test_admin_revoke_action_revokes_keys(client, operator, send_key):
     client.post(
         "/admin/accounts/apikey/",

@@ -192,3 +192,25 @@ def test_admin_lists_usage_rows_read_only(staff_client, history):
     assert len(response.context["cl"].result_list) == 8
     assert staff_client.get("/admin/usage/usagecounter/add/").status_code == 403
     assert staff_client.get("/admin/usage/usagerejection/").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/admin/usage/usagecounter/", "/admin/usage/usagerejection/"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "hour__year=9999",
+        "hour__year=9999&hour__month=12",
+        "hour__year=9999&hour__month=12&hour__day=31",
+    ],
+)
+def test_a_date_hierarchy_at_the_end_of_time_is_an_invalid_lookup_not_a_500(
+    staff_client, db, path, query
+):
+    response = staff_client.get(f"{path}?{query}")
+
+    # Django's answer to any lookup it cannot run: back to the list with its error flag.
+    assert response.status_code == 302
+    assert response["Location"] == f"{path}?e=1"
+    assert (
+        staff_client.get(f"{path}?hour__year=9998&hour__month=12&hour__day=31").status_code == 200
+    )

@@ -144,6 +144,21 @@ def test_createapikey_refuses_unknown_scope(acme):
         run("createapikey", "acme", "--scopes", "send_everything")
 
 
+def test_createapikey_refuses_a_name_with_a_control_character(acme):
+    message = (
+        "--name: Key names may not contain control characters (tabs and line breaks included)."
+    )
+    with pytest.raises(CommandError, match=re.escape(message)):
+        run("createapikey", "acme", "--name", "ctl\x01name")
+    assert not ApiKey.objects.exists()
+
+
+def test_createapikey_refuses_an_expiry_past_the_calendar(acme):
+    with pytest.raises(CommandError, match="--expires-in-days goes past the year 9999"):
+        run("createapikey", "acme", "--expires-in-days", "3000000")
+    assert not ApiKey.objects.exists()
+
+
 def test_createapikey_refuses_unknown_org(db):
     with pytest.raises(CommandError, match="No organization with slug 'nope'"):
         run("createapikey", "nope")

@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth.signals import user_login_failed
 from django.urls import reverse
 
-from accounts.models import Membership
+from accounts.models import ApiKey, Membership
 from sends.models import Event, Message, Send
 from tests.usage_seed import NOW, counter, hour, seed_history
 
@@ -292,11 +292,29 @@ def test_csv_export_equals_the_table(alice_client, history, chart):
 def test_csv_neutralises_key_names_that_look_like_formulas(
     alice_client, alice, make_key, frozen, name
 ):
-    key = make_key(alice.organization, name=name)
+    key = make_key(alice.organization)
+    # Tabs and line breaks are refused at creation now; rows stored before may hold them.
+    ApiKey.objects.filter(pk=key.key.pk).update(name=name)
     counter(alice.organization, key.key, "send", hour(15, 9), requests=1, sends=1)
     response = alice_client.get("/dashboard/usage.csv?days=7&chart=key")
     header = next(csv.reader(io.StringIO(response.content.decode())))
     assert header == ["day", f"'{name} ({key.key.prefix})"]
+
+
+def test_usage_page_draws_key_names_stored_with_control_characters(
+    alice_client, alice, make_key, frozen
+):
+    key = make_key(alice.organization)
+    # A row stored before names were checked at creation.
+    ApiKey.objects.filter(pk=key.key.pk).update(name="ctl\x01name\ufffe")
+    counter(alice.organization, key.key, "send", hour(15, 9), requests=1, sends=1)
+
+    response = alice_client.get("/dashboard/usage/?days=7")
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert f"<title>ctl\ufffdname\ufffd ({key.key.prefix}) · 2026-03-15: 1</title>" in html
+    assert table_header(html, "key") == ["Day", f"ctl\x01name\ufffe ({key.key.prefix})"]
 
 
 def test_csv_of_an_unknown_chart_is_404(alice_client, history):

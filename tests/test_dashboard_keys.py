@@ -100,6 +100,18 @@ def test_invalid_key_form_creates_nothing(alice_client):
     assert not ApiKey.objects.exists()
 
 
+@pytest.mark.parametrize("name", ["ctl\x01name", "tab\tname", "two\nlines", "n\x85el", "l\u2028s"])
+def test_a_key_name_with_a_control_character_is_refused(alice_client, name):
+    response = alice_client.post("/dashboard/keys/", {"name": name, "scopes": [Scope.SEND_EMAIL]})
+
+    assert response.status_code == 400
+    assert response.context["form"].errors == {
+        "name": ["Key names may not contain control characters (tabs and line breaks included)."]
+    }
+    assert shown_token(response.content.decode()) is None
+    assert not ApiKey.objects.exists()
+
+
 def test_member_sees_keys_but_no_controls(bob_client, alice, make_key):
     key = make_key(alice.organization, name="web")
     html = bob_client.get("/dashboard/keys/").content.decode()

@@ -356,6 +356,23 @@ def test_undecodable_domain_is_400(api, send_key, seed_body, domain):
     }
 
 
+@pytest.mark.parametrize(
+    "domain",
+    [
+        "💩.la",  # emoji: IDNA 2003 encoded it (xn--ls8h.la), IDNA 2008 disallows it
+        "xn--ls8h.la",  # the same as an A-label
+        "a\u200cb.example",  # a joiner outside the scripts that need it: IDNA 2003 dropped it
+        "a\u200db.example",
+    ],
+)
+def test_domain_that_idna_2008_refuses_is_400(api, send_key, seed_body, domain):
+    seed_body["cc"] = [f"user@{domain}"]
+
+    assert field_errors(send(api, send_key, seed_body)) == {
+        "cc": ["Item 0: The domain is not a valid internationalised domain name."]
+    }
+
+
 def test_empty_subject_is_400(api, send_key, seed_body):
     seed_body["subject"] = ""
 
@@ -544,6 +561,41 @@ def test_custom_header_names_are_restricted(api, send_key, seed_body, headers, m
     seed_body["headers"] = headers
 
     assert field_errors(send(api, send_key, seed_body)) == {"headers": [message]}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Big": "a" * 5000},
+        {"X-Big": "é" * 992},  # one over: "X-Big: " and 992 characters make 999
+        {"X-" + "h" * 997: "v"},
+    ],
+)
+def test_a_header_line_over_998_characters_is_400(api, send_key, seed_body, headers):
+    seed_body["headers"] = headers
+    (name,) = headers
+
+    assert field_errors(send(api, send_key, seed_body)) == {
+        "headers": [
+            f"{name!r}: the header line (name, colon, space and value) must be at most 998 "
+            "characters (RFC 5322)."
+        ]
+    }
+
+
+@pytest.mark.parametrize("attachment", [{"contentType": "message/rfc822"}, {"filename": "a.eml"}])
+def test_a_message_attachment_with_a_line_over_998_bytes_is_400(
+    api, send_key, seed_body, attachment
+):
+    message = b"Subject: hi\r\n\r\n" + b"x" * 999 + b"\r\n"
+    seed_body["attachments"] = [{**_attachment(message, name="a.txt"), **attachment}]
+
+    assert field_errors(send(api, send_key, seed_body)) == {
+        "attachments.0.contentBase64": [
+            "A message/rfc822 attachment is sent as written (RFC 2046 allows no base64 for it): "
+            "each of its lines must be at most 998 bytes."
+        ]
+    }
 
 
 def test_more_than_20_headers_is_400(api, send_key, seed_body):

@@ -353,6 +353,16 @@ def test_list_filters_by_status_endpoint_recipient_and_dates(api, read_key, acme
     assert ids(to="ann@example.com", status="sent") == [a.public_id]
 
 
+def test_until_the_last_day_of_year_9999_lists_every_send(api, read_key, acme):
+    send = make_send(acme, T0)
+
+    for query in ({"until": "9999-12-31"}, {"from": "2026-03-02", "until": "9999-12-31"}):
+        response = api.get("/api/v1/sends", query, **read_key.bearer)
+
+        assert response.status_code == 200, response.content
+        assert [item["id"] for item in response.json()["data"]] == [send.public_id]
+
+
 @pytest.mark.parametrize(
     ("query", "field", "message"),
     [
@@ -375,6 +385,8 @@ def test_list_filters_by_status_endpoint_recipient_and_dates(api, read_key, acme
             "YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z].",
         ),
         ({"from": "2026-03-05", "until": "2026-03-01"}, "until", "Must be after from."),
+        ({"from": "9999-12-31T23:00:00-02:00"}, "from", "Datetime value out of range."),
+        ({"until": "0001-01-01T00:00:00+01:00"}, "until", "Datetime value out of range."),
         ({"cursor": "A" * 65}, "cursor", "Ensure this field has no more than 64 characters."),
         ({"to": "a" * 321}, "to", "Ensure this field has no more than 320 characters."),
     ],

@@ -347,6 +347,36 @@ def test_click_tokens_redirect_only_to_urls_of_their_mail(send, policy):
     assert locations == {f"https://e.example/{n}?x={n}&y=1" for n in range(5)}
 
 
+@pytest.mark.parametrize(
+    ("url", "location", "stored"),
+    [
+        (
+            "https://e.example/a\x0cb\x0b\x00c\x7f?q=\t\x1f",
+            "https://e.example/a%0Cb%0B%00c%7F?q=%09%1F",
+            "https://e.example/a%0Cb%0B%00c%7F?q=%09%1F",
+        ),
+        (
+            "https://ü.example/a\x0cb?q=\x1fü",
+            "https://xn--tda.example/a%0Cb?q=%1F%C3%BC",
+            "https://ü.example/a%0Cb?q=%1Fü",
+        ),
+    ],
+)
+def test_a_token_signed_over_control_characters_redirects_with_them_percent_encoded(
+    send, url, location, stored
+):
+    # Links are signed with their controls encoded; a token signed before that still works.
+    token = tracking.click_token(send.public_id, 0, url)
+
+    response = Client().get(f"/t/c/{token}")
+
+    assert response.status_code == 302
+    assert response["Location"] == location
+    (event,) = events(send, Event.Type.CLICKED)
+    # Stored as it was followed (PostgreSQL's jsonb refuses a NUL).
+    assert event.data["url"] == stored
+
+
 # Rendering switches --------------------------------------------------------------------------
 
 
@@ -425,6 +455,8 @@ def test_empty_html_is_returned_as_is(send, policy):
         ("&#;&#x;&", "&#;&#x;&"),
         ("&unknown;", "&unknown;"),
         ("caf&eacute;", "café"),
+        ("&#x1f;&#1;&#127;&#12;", "\x1f\x01\x7f\x0c"),
+        ("&#0;&#128;&#xD800;", "\ufffd\u20ac\ufffd"),
     ],
 )
 def test_attribute_values_decode_as_a_browser_decodes_them(raw, decoded):

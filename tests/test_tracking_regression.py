@@ -95,6 +95,15 @@ CASES = [
         ],
     ),
     Case(
+        "hosts IDNA 2008 encodes differently from IDNA 2003, and one it refuses",
+        '<body><a href="https://faß.de/a">a</a><a href="https://💩.la/b">b</a></body>',
+        [
+            ("https://faß.de/a", "https://xn--fa-hia.de/a"),
+            # A browser percent-decodes the host before its own UTS #46 processing.
+            ("https://💩.la/b", "https://%F0%9F%92%A9.la/b"),
+        ],
+    ),
+    Case(
         "nested encoded redirect URL",
         '<body><a href="https://r.example/out?u=https%3A%2F%2Fshop.example%2Fp%3Fid%3D1%26'
         'ref%3Dmail&amp;sig=ab%2Fc%3D">go</a></body>',
@@ -136,6 +145,16 @@ CASES = [
         [
             ("  https://e.example/spaced  ", "https://e.example/spaced"),
             ("\n\thttps://e.example/long?\nx=1\n", "https://e.example/long?x=1"),
+        ],
+    ),
+    Case(
+        "control characters inside the URL are percent-encoded, as a browser does",
+        '<body><a href="&#1;https://e.example/a&#12;b\x0bc?q=&#x1f;&#127;#f&#0;">x</a></body>',
+        [
+            (
+                "&#1;https://e.example/a&#12;b\x0bc?q=&#x1f;&#127;#f&#0;",
+                "https://e.example/a%0Cb%0Bc?q=%1F%7F#f%EF%BF%BD",
+            )
         ],
     ),
     Case(
@@ -345,6 +364,7 @@ BROWSER_LINKS = [
     "/landing?q=café&city=Zürich#frag",
     "/out?u=https%3A%2F%2Fshop.example%2Fp%3Fid%3D1%26ref%3Dmail&amp;s=%2B",
     "/landing/straße?next=/a?b=1&c=2",
+    "/landing/a&#12;b\x0bc?q=&#x1f;x&#127;",
 ]
 
 

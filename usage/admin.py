@@ -1,6 +1,8 @@
 """Usage rows (read-only) and the operators' endpoint analytics page."""
 
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -14,9 +16,26 @@ from usage.models import COUNTER_FIELDS, UsageCounter, UsageRejection
 RANGES = {"24h": ("24 hours", 24), "7d": ("7 days", 7), "30d": ("30 days", 30)}
 
 
+class BoundedDateChangeList(ChangeList):
+    """Django's change list, with a date-hierarchy year past 9998 answered as a bad lookup.
+
+    Django computes the end of the chosen year, month or day and overflows on the last ones
+    (`?hour__year=9999` is a 500 there); the admin then shows its "invalid lookup" page instead.
+    """
+
+    def get_filters(self, request):
+        try:
+            return super().get_filters(request)
+        except (OverflowError, ValueError) as exc:
+            raise IncorrectLookupParameters(exc) from exc
+
+
 class ReadOnlyAdmin(ReadOnlyModelAdmin):
     list_select_related = ["organization", "api_key"]
     raw_id_fields = ["organization", "api_key"]
+
+    def get_changelist(self, request, **kwargs):
+        return BoundedDateChangeList
 
 
 @admin.register(UsageCounter)

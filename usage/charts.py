@@ -7,6 +7,8 @@ config <script> and the hidden tooltip group are removed, and the chart's <style
 page's CSP nonce so that the dashboard can forbid inline styles and scripts.
 """
 
+import re
+
 import pygal
 from lxml import etree
 from pygal.style import Style
@@ -33,11 +35,19 @@ _OUTCOME_COLORS = {
 }
 # Above this many bars the printed values overlap; the <title>s and the table still have them.
 _MAX_PRINTED_BARS = 31
+# What XML 1.0 cannot carry (lxml refuses it). Key names are checked at creation, but a row
+# stored before that may hold a control character: it shows as U+FFFD instead of failing the
+# page for the whole organization.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_text(text: str) -> str:
+    return _NOT_XML.sub("\ufffd", text)
 
 
 def render(series: Series, *, nonce: str = "", height: int = 320, title: bool = True) -> str:
     """The series as a stacked bar chart: one inline <svg> element as a string."""
-    labels = series.labels
+    labels = [_xml_text(label) for label in series.labels]
     style = _STYLE
     if set(series.rows) <= set(_OUTCOME_COLORS):
         style = Style(**{**_STYLE.to_dict(), "colors": [_OUTCOME_COLORS[n] for n in series.rows]})
@@ -48,7 +58,7 @@ def render(series: Series, *, nonce: str = "", height: int = 320, title: bool = 
         disable_xml_declaration=True,
         width=900,
         height=height,
-        title=series.title if title else None,
+        title=_xml_text(series.title) if title else None,
         legend_at_bottom=True,
         print_values=len(labels) <= _MAX_PRINTED_BARS,
         print_zeroes=False,
@@ -62,11 +72,11 @@ def render(series: Series, *, nonce: str = "", height: int = 320, title: bool = 
     )
     chart.x_labels = labels
     for name, values in series.rows.items():
-        chart.add(name, values)
-    return _accessible(chart.render(is_unicode=True), series, nonce)
+        chart.add(_xml_text(name), values)
+    return _accessible(chart.render(is_unicode=True), series, labels, nonce)
 
 
-def _accessible(svg: str, series: Series, nonce: str) -> str:
+def _accessible(svg: str, series: Series, labels: list[str], nonce: str) -> str:
     root = etree.fromstring(svg.encode())
     for element in root.iter(f"{{{SVG_NS}}}script"):
         element.getparent().remove(element)
@@ -77,7 +87,6 @@ def _accessible(svg: str, series: Series, nonce: str) -> str:
         if nonce:
             element.set("nonce", nonce)
     names = list(series.rows)
-    labels = series.labels
     for group in root.iter(f"{{{SVG_NS}}}g"):
         classes = (group.get("class") or "").split()
         if "series" not in classes:
@@ -89,8 +98,8 @@ def _accessible(svg: str, series: Series, nonce: str) -> str:
         bars = [g for g in group.iter(f"{{{SVG_NS}}}g") if g.get("class") == "bar"]
         for i, bar in enumerate(bars):
             title = etree.Element(f"{{{SVG_NS}}}title")
-            title.text = f"{name} · {labels[i]}: {series.rows[name][i]}"
+            title.text = f"{_xml_text(name)} · {labels[i]}: {series.rows[name][i]}"
             bar.insert(0, title)
     root.set("role", "img")
-    root.set("aria-label", series.title)
+    root.set("aria-label", _xml_text(series.title))
     return etree.tostring(root, encoding="unicode")

@@ -1,10 +1,10 @@
 from django import forms
 
-from accounts.models import Scope
+from accounts.models import Scope, validate_key_name
 
 
 class ApiKeyCreateForm(forms.Form):
-    name = forms.CharField(max_length=100)
+    name = forms.CharField(max_length=100, validators=[validate_key_name])
     scopes = forms.MultipleChoiceField(
         choices=Scope.choices,
         widget=forms.CheckboxSelectMultiple,

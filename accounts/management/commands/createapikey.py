@@ -1,5 +1,6 @@
 from datetime import timedelta
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
@@ -34,13 +35,19 @@ class Command(BaseCommand):
             raise CommandError("--rate-limit must be at least 1")
         expires_at = None
         if options["expires_in_days"]:
-            expires_at = timezone.now() + timedelta(days=options["expires_in_days"])
-        key, token = ApiKey.objects.create_key(
-            organization=organization,
-            name=options["name"],
-            scopes=scopes,
-            rate_limit_per_minute=options["rate_limit"],
-            expires_at=expires_at,
-        )
+            try:
+                expires_at = timezone.now() + timedelta(days=options["expires_in_days"])
+            except OverflowError:
+                raise CommandError("--expires-in-days goes past the year 9999") from None
+        try:
+            key, token = ApiKey.objects.create_key(
+                organization=organization,
+                name=options["name"],
+                scopes=scopes,
+                rate_limit_per_minute=options["rate_limit"],
+                expires_at=expires_at,
+            )
+        except ValidationError as exc:
+            raise CommandError(f"--name: {' '.join(exc.messages)}") from None
         self.stdout.write(f"API key {key.name} ({key.prefix}), shown once:")
         self.stdout.write(token)

@@ -1,0 +1,46 @@
+"""The MIME message as it goes out: no header line longer than RFC 5322's 998 characters.
+
+Django's EmailMessage writes headers with Python's compat32 email policy, which folds a value
+only at spaces and a few separators. Two values the API accepts have no such place: a subject
+of up to 998 characters without a space, and the RFC 2231 parameter of a non-ASCII attachment
+filename (255 × `é` is a 1,530-character `filename*=` line). An SMTP server refuses the message
+("500 Line too long"), and a retry can never succeed. `Email` writes both so that they fold;
+custom header lines are bounded by validation (`header_fits`), and address headers fold
+between addresses, each at most 500 characters once normalised.
+"""
+
+from email import policy
+from email.header import Header
+from email.message import EmailMessage
+
+from django.core.mail import EmailMultiAlternatives
+
+MAX_LINE = 998  # characters per line, CRLF excluded (RFC 5322 section 2.1.1)
+
+
+def header_fits(name: str, value: str) -> bool:
+    """Whether `Name: value` fits on one line as written."""
+    return len(name) + 2 + len(value) <= MAX_LINE
+
+
+def _attachment_disposition(filename: str) -> str:
+    """`attachment; filename*0*=utf-8''…; filename*1*=…`: RFC 2231 continuations, folded."""
+    part = EmailMessage(policy=policy.default)
+    part.add_header("Content-Disposition", "attachment", filename=filename)
+    folded = policy.default.fold("Content-Disposition", part["Content-Disposition"])
+    return folded.partition(":")[2].strip()
+
+
+class Email(EmailMultiAlternatives):
+    """Django's message, with every header line within MAX_LINE characters."""
+
+    def message(self):
+        msg = super().message()
+        if not header_fits("Subject", self.subject):
+            # Encoded words (RFC 2047) can be split anywhere; a mail client joins them back.
+            msg.replace_header("Subject", Header(self.subject, "utf-8", header_name="Subject"))
+        for part in msg.get_payload() if msg.get_content_maintype() == "multipart" else ():
+            filename = part.get_filename()
+            if filename and not filename.isascii():
+                part.replace_header("Content-Disposition", _attachment_disposition(filename))
+        return msg

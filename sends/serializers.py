@@ -17,6 +17,8 @@ from rest_framework import serializers
 from sends.models import Policy
 
 MAX_RECIPIENTS = 50
+MAX_ADDRESS_LENGTH = 500
+MAX_ADDRESS_COMMENTS = 10
 MAX_ATTACHMENTS = 5
 MAX_HEADERS = 20
 MAX_METADATA_KEYS = 10
@@ -82,6 +84,14 @@ def parse_address(value: str) -> tuple[str, str]:
 
     The address comes back with an ASCII (punycode) domain.
     """
+    # Bounded before email.utils reads it: its parser loops in Python per character and
+    # recurses per nested comment, so "((((…" of 500 characters overflows the stack.
+    if len(value) > MAX_ADDRESS_LENGTH:
+        raise serializers.ValidationError(
+            f"Ensure this field has no more than {MAX_ADDRESS_LENGTH} characters."
+        )
+    if value.count("(") > MAX_ADDRESS_COMMENTS:
+        raise serializers.ValidationError("Enter a valid email address.")
     no_control(value)
     text = value.strip()
     if not text:
@@ -121,7 +131,6 @@ class AddressField(StrictCharField):
 
     def __init__(self, **kwargs):
         kwargs.setdefault("trim_whitespace", False)
-        kwargs.setdefault("max_length", 500)
         super().__init__(**kwargs)
 
     def to_internal_value(self, data) -> str:
@@ -136,12 +145,12 @@ class AddressListField(serializers.Field):
     def to_internal_value(self, data) -> list[str]:
         if isinstance(data, str):
             data = [data]
-        if not isinstance(data, list) or not all(isinstance(item, str) for item in data):
-            self.fail("invalid")
-        if len(data) > MAX_RECIPIENTS:
+        if isinstance(data, list) and len(data) > MAX_RECIPIENTS:
             raise serializers.ValidationError(
                 f"At most {MAX_RECIPIENTS} recipients in to, cc and bcc together."
             )
+        if not isinstance(data, list) or not all(isinstance(item, str) for item in data):
+            self.fail("invalid")
         out, errors = [], []
         for index, item in enumerate(data):
             try:
@@ -154,6 +163,29 @@ class AddressListField(serializers.Field):
 
     def to_representation(self, value):
         return value
+
+
+class BoundedListField(serializers.ListField):
+    """A ListField whose max_length is checked before any item is validated (DRF checks after)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, list) and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
+        return super().to_internal_value(data)
+
+
+class BoundedDictField(serializers.DictField):
+    """A DictField of at most `max_length` keys, counted before any value is validated."""
+
+    def __init__(self, *, max_length: int, too_many: str, **kwargs):
+        self.max_length = max_length
+        self.too_many = too_many
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict) and len(data) > self.max_length:
+            raise serializers.ValidationError(self.too_many)
+        return super().to_internal_value(data)
 
 
 class StrictSerializer(serializers.Serializer):
@@ -217,7 +249,7 @@ class SendEmailSerializer(StrictSerializer):
     )
     cc = AddressListField(required=False)
     bcc = AddressListField(required=False)
-    attachments = serializers.ListField(
+    attachments = BoundedListField(
         child=AttachmentSerializer(), required=False, max_length=MAX_ATTACHMENTS
     )
     policyKey = StrictCharField(max_length=50, required=False)  # noqa: N815
@@ -229,10 +261,17 @@ class SendEmailSerializer(StrictSerializer):
     )
     fromEmail = AddressField(required=False)  # noqa: N815
     replyTo = AddressField(required=False)  # noqa: N815
-    headers = serializers.DictField(child=StrictCharField(allow_blank=True), required=False)
-    metadata = serializers.DictField(
+    headers = BoundedDictField(
+        child=StrictCharField(allow_blank=True),
+        required=False,
+        max_length=MAX_HEADERS,
+        too_many=f"At most {MAX_HEADERS} headers.",
+    )
+    metadata = BoundedDictField(
         child=StrictCharField(allow_blank=True, max_length=MAX_METADATA_VALUE_LENGTH),
         required=False,
+        max_length=MAX_METADATA_KEYS,
+        too_many=f"At most {MAX_METADATA_KEYS} keys.",
     )
 
     def __init__(self, *args, **kwargs):
@@ -290,8 +329,6 @@ class SendEmailSerializer(StrictSerializer):
         return value
 
     def validate_headers(self, value: dict) -> dict:
-        if len(value) > MAX_HEADERS:
-            raise serializers.ValidationError(f"At most {MAX_HEADERS} headers.")
         errors, seen = [], set()
         for name, header_value in value.items():
             if not _HEADER_NAME.fullmatch(name):
@@ -310,13 +347,14 @@ class SendEmailSerializer(StrictSerializer):
         return value
 
     def validate_metadata(self, value: dict) -> dict:
-        if len(value) > MAX_METADATA_KEYS:
-            raise serializers.ValidationError(f"At most {MAX_METADATA_KEYS} keys.")
         for name in value:
             if not 1 <= len(name) <= MAX_METADATA_KEY_LENGTH:
                 raise serializers.ValidationError(
                     f"Keys must be 1 to {MAX_METADATA_KEY_LENGTH} characters."
                 )
+            # NUL cannot be stored in jsonb; keys are echoed in events and webhooks.
+            if _CONTROL.search(name):
+                raise serializers.ValidationError("Keys must not contain control characters.")
         return value
 
     def validate(self, attrs: dict) -> dict:

@@ -410,6 +410,47 @@ def test_invalid_cc_address_is_named_by_position(api, send_key, seed_body):
     }
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("attachments", [{}] * 6, "Ensure this field has no more than 5 elements."),
+        ("headers", {f"X-H{i}": i for i in range(21)}, "At most 20 headers."),
+        ("metadata", {f"k{i}": "v" * 501 for i in range(11)}, "At most 10 keys."),
+        ("cc", list(range(51)), "At most 50 recipients in to, cc and bcc together."),
+    ],
+    ids=["attachments", "headers", "metadata", "cc"],
+)
+def test_a_list_or_object_over_its_limit_is_refused_before_its_items_are_read(
+    api, send_key, seed_body, field, value, message
+):
+    seed_body[field] = value
+
+    assert field_errors(send(api, send_key, seed_body)) == {field: [message]}
+
+
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [
+        ("to", "Enter a valid email address."),
+        ("cc", "Item 0: Enter a valid email address."),
+        ("replyTo", "Enter a valid email address."),
+    ],
+)
+def test_deeply_nested_comments_in_an_address_are_400(api, send_key, seed_body, field, message):
+    # email.utils parses each nested comment recursively: 480 of them overflow the stack.
+    seed_body[field] = "(" * 480 + "user@example.com"
+
+    assert field_errors(send(api, send_key, seed_body)) == {field: [message]}
+
+
+def test_an_address_over_500_characters_is_400_before_it_is_parsed(api, send_key, seed_body):
+    seed_body["bcc"] = ["ok@example.com", "a" * 490 + "@example.com"]
+
+    assert field_errors(send(api, send_key, seed_body)) == {
+        "bcc": ["Item 1: Ensure this field has no more than 500 characters."]
+    }
+
+
 def _attachment(data: bytes = b"hello", name: str = "a.txt") -> dict:
     return {"filename": name, "contentBase64": base64.b64encode(data).decode()}
 
@@ -564,6 +605,24 @@ def test_metadata_key_too_long_is_400(api, send_key, seed_body):
     assert field_errors(send(api, send_key, seed_body)) == {
         "metadata": ["Keys must be 1 to 40 characters."]
     }
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x01", "\x1f", "\x7f", "\x85", "\u2028"])
+def test_control_character_in_a_metadata_key_is_400(api, send_key, seed_body, char):
+    seed_body["metadata"] = {f"order{char}Id": "42"}
+
+    assert field_errors(send(api, send_key, seed_body)) == {
+        "metadata": ["Keys must not contain control characters."]
+    }
+
+
+@pytest.mark.postgres
+def test_nul_in_a_metadata_key_is_400_before_the_jsonb_column_sees_it(api, send_key, seed_body):
+    seed_body["metadata"] = {"a\x00b": "v"}
+
+    response = send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="nul")
+
+    assert field_errors(response) == {"metadata": ["Keys must not contain control characters."]}
 
 
 def test_metadata_is_stored_on_the_send(api, send_key, seed_body):

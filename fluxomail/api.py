@@ -29,6 +29,7 @@ TITLES = {
     "missing_scope": "Missing scope",
     "tenant_paused": "Tenant paused",
     "validation_error": "Validation failed",
+    "length_required": "Length required",
     "unsupported_media_type": "Unsupported media type",
     "payload_too_large": "Payload too large",
     "idempotency_key_reused": "Idempotency key reused",
@@ -100,6 +101,18 @@ class PayloadTooLarge(ApiError):
     status_code = 413
     code = "payload_too_large"
     message = "Request body too large"
+
+
+class LengthRequired(ApiError):
+    status_code = 411
+    code = "length_required"
+    message = "A request body needs a Content-Length header"
+
+
+class UnsupportedMediaType(ApiError):
+    status_code = 415
+    code = "unsupported_media_type"
+    message = "Content-Type must be application/json"
 
 
 class IdempotencyKeyReused(ApiError):
@@ -257,9 +270,7 @@ def _convert(exc: Exception) -> ApiError:
     if isinstance(exc, exceptions.AuthenticationFailed | exceptions.NotAuthenticated):
         return InvalidKey()
     if isinstance(exc, exceptions.UnsupportedMediaType):
-        error = ApiError("Content-Type must be application/json")
-        error.status_code, error.code = 415, "unsupported_media_type"
-        return error
+        return UnsupportedMediaType()
     if isinstance(exc, exceptions.MethodNotAllowed):
         error = ApiError(str(exc.detail))
         error.status_code, error.code = 405, "method_not_allowed"

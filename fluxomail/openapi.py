@@ -455,12 +455,19 @@ SEND_RESPONSES = {
         ],
     ),
     400: problem(
-        "Malformed JSON, or invalid fields (each one named in details)", "validation_error"
+        "Malformed JSON, a body that is not UTF-8, nested deeper than 32 levels or of more than "
+        "1000 values, or invalid fields (each one named in details)",
+        "validation_error",
     ),
     **AUTH_ERRORS,
     409: problem("A request with this idempotency key is still running", "idempotency_in_progress"),
+    411: problem(
+        "A chunked body without Content-Length behind a server that does not de-chunk it "
+        "(gunicorn does)",
+        "length_required",
+    ),
     413: problem("Request body too large", "payload_too_large"),
-    415: problem("The body is not JSON", "unsupported_media_type"),
+    415: problem("The body is not JSON, or its charset is not UTF-8", "unsupported_media_type"),
     422: problem("Idempotency key reused with a different body", "idempotency_key_reused"),
     429: problem("Per-minute cap reached (see Retry-After)", "rate_limited"),
     503: problem(
@@ -551,8 +558,9 @@ LIST_PARAMETERS = [
 
 _SEND_DESCRIPTION = (
     "Sends one email. Checks run in this order: key (401), scope (403), paused organization "
-    "(403), JSON (400/413/415), idempotency replay or conflict (200/422/409), rate limit (429), "
-    "validation (400), send. Idempotency keys are scoped to the organization and kept 24 hours."
+    "(403), JSON (400/411/413/415), idempotency replay or conflict (200/422/409), rate limit "
+    "(429), validation (400), send. Idempotency keys are scoped to the organization and kept "
+    "24 hours."
 )
 
 

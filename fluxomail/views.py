@@ -44,6 +44,13 @@ ERROR_DOCS = {
         "The body is not JSON, or not UTF-8 JSON.",
         "Send `Content-Type: application/json` with a UTF-8 JSON body.",
     ),
+    "length_required": (
+        411,
+        "The body came chunked, without Content-Length, through a server that does not "
+        "de-chunk it.",
+        "Send a Content-Length (every HTTP client does for a body it holds), or serve with "
+        "gunicorn, which reads chunked bodies.",
+    ),
     "payload_too_large": (
         413,
         "The body is larger than the service accepts.",

@@ -14,12 +14,15 @@ from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from rest_framework import serializers
+from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 from sends.domains import to_ascii
 from sends.mime import MAX_LINE, header_fits
 from sends.models import Policy
 
 MAX_RECIPIENTS = 50
+MAX_ADDRESS_LENGTH = 500
+MAX_ADDRESS_COMMENTS = 10
 MAX_ATTACHMENTS = 5
 MAX_HEADERS = 20
 MAX_METADATA_KEYS = 10
@@ -83,6 +86,14 @@ def parse_address(value: str) -> tuple[str, str]:
 
     The address comes back with an ASCII (punycode) domain.
     """
+    # Bounded before email.utils reads it: its parser loops in Python per character and
+    # recurses per nested comment, so "((((…" of 500 characters overflows the stack.
+    if len(value) > MAX_ADDRESS_LENGTH:
+        raise serializers.ValidationError(
+            f"Ensure this field has no more than {MAX_ADDRESS_LENGTH} characters."
+        )
+    if value.count("(") > MAX_ADDRESS_COMMENTS:
+        raise serializers.ValidationError("Enter a valid email address.")
     no_control(value)
     text = value.strip()
     if not text:
@@ -111,6 +122,16 @@ def format_address(value: str) -> str:
 class StrictCharField(serializers.CharField):
     """A JSON string and nothing else: DRF's CharField would turn 5 into "5"."""
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # DRF's surrogate check loops in Python over every character (2 s for 16 MB); the JSON
+        # parser (fluxomail.parsers) refuses lone surrogates before any field is looked at.
+        self.validators = [
+            validator
+            for validator in self.validators
+            if not isinstance(validator, ProhibitSurrogateCharactersValidator)
+        ]
+
     def to_internal_value(self, data) -> str:
         if not isinstance(data, str):
             self.fail("invalid")
@@ -122,7 +143,6 @@ class AddressField(StrictCharField):
 
     def __init__(self, **kwargs):
         kwargs.setdefault("trim_whitespace", False)
-        kwargs.setdefault("max_length", 500)
         super().__init__(**kwargs)
 
     def to_internal_value(self, data) -> str:
@@ -137,12 +157,12 @@ class AddressListField(serializers.Field):
     def to_internal_value(self, data) -> list[str]:
         if isinstance(data, str):
             data = [data]
-        if not isinstance(data, list) or not all(isinstance(item, str) for item in data):
-            self.fail("invalid")
-        if len(data) > MAX_RECIPIENTS:
+        if isinstance(data, list) and len(data) > MAX_RECIPIENTS:
             raise serializers.ValidationError(
                 f"At most {MAX_RECIPIENTS} recipients in to, cc and bcc together."
             )
+        if not isinstance(data, list) or not all(isinstance(item, str) for item in data):
+            self.fail("invalid")
         out, errors = [], []
         for index, item in enumerate(data):
             try:
@@ -155,6 +175,29 @@ class AddressListField(serializers.Field):
 
     def to_representation(self, value):
         return value
+
+
+class BoundedListField(serializers.ListField):
+    """A ListField whose max_length is checked before any item is validated (DRF checks after)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, list) and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
+        return super().to_internal_value(data)
+
+
+class BoundedDictField(serializers.DictField):
+    """A DictField of at most `max_length` keys, counted before any value is validated."""
+
+    def __init__(self, *, max_length: int, too_many: str, **kwargs):
+        self.max_length = max_length
+        self.too_many = too_many
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict) and len(data) > self.max_length:
+            raise serializers.ValidationError(self.too_many)
+        return super().to_internal_value(data)
 
 
 class StrictSerializer(serializers.Serializer):
@@ -234,7 +277,7 @@ class SendEmailSerializer(StrictSerializer):
     )
     cc = AddressListField(required=False)
     bcc = AddressListField(required=False)
-    attachments = serializers.ListField(
+    attachments = BoundedListField(
         child=AttachmentSerializer(), required=False, max_length=MAX_ATTACHMENTS
     )
     policyKey = StrictCharField(max_length=50, required=False)  # noqa: N815
@@ -246,10 +289,17 @@ class SendEmailSerializer(StrictSerializer):
     )
     fromEmail = AddressField(required=False)  # noqa: N815
     replyTo = AddressField(required=False)  # noqa: N815
-    headers = serializers.DictField(child=StrictCharField(allow_blank=True), required=False)
-    metadata = serializers.DictField(
+    headers = BoundedDictField(
+        child=StrictCharField(allow_blank=True),
+        required=False,
+        max_length=MAX_HEADERS,
+        too_many=f"At most {MAX_HEADERS} headers.",
+    )
+    metadata = BoundedDictField(
         child=StrictCharField(allow_blank=True, max_length=MAX_METADATA_VALUE_LENGTH),
         required=False,
+        max_length=MAX_METADATA_KEYS,
+        too_many=f"At most {MAX_METADATA_KEYS} keys.",
     )
 
     def __init__(self, *args, **kwargs):
@@ -266,7 +316,8 @@ class SendEmailSerializer(StrictSerializer):
 
     def _bounded(self, value: str) -> str:
         limit = settings.SEND_MAX_CONTENT_BYTES
-        if len(value.encode("utf-8")) > limit:
+        # A character is at least one byte: a longer string is refused without encoding it.
+        if len(value) > limit or len(value.encode("utf-8")) > limit:
             raise serializers.ValidationError(f"Must be at most {limit} bytes.")
         return value
 
@@ -307,8 +358,6 @@ class SendEmailSerializer(StrictSerializer):
         return value
 
     def validate_headers(self, value: dict) -> dict:
-        if len(value) > MAX_HEADERS:
-            raise serializers.ValidationError(f"At most {MAX_HEADERS} headers.")
         errors, seen = [], set()
         for name, header_value in value.items():
             if not _HEADER_NAME.fullmatch(name):
@@ -332,13 +381,14 @@ class SendEmailSerializer(StrictSerializer):
         return value
 
     def validate_metadata(self, value: dict) -> dict:
-        if len(value) > MAX_METADATA_KEYS:
-            raise serializers.ValidationError(f"At most {MAX_METADATA_KEYS} keys.")
         for name in value:
             if not 1 <= len(name) <= MAX_METADATA_KEY_LENGTH:
                 raise serializers.ValidationError(
                     f"Keys must be 1 to {MAX_METADATA_KEY_LENGTH} characters."
                 )
+            # NUL cannot be stored in jsonb; keys are echoed in events and webhooks.
+            if _CONTROL.search(name):
+                raise serializers.ValidationError("Keys must not contain control characters.")
         return value
 
     def validate(self, attrs: dict) -> dict:

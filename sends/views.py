@@ -1,20 +1,20 @@
 """POST /api/v1/emails/send and /api/v1/emails/send-global (SPEC.md section 3).
 
 Check order: key (401) → scope (403) → paused (403) [DRF authentication and permission] →
-JSON parse (400/413/415) → idempotency replay or conflict (200 / 422 / 409; the key is claimed
-here, and released if a 429, 503 or 400 follows) → rate limit (429) → validation (400) → send.
-Every answer, errors included, gets the Idempotency-Key echo and the rate-limit headers and is
-counted in usage (401s have no organization and are not).
+JSON parse (400/411/413/415) → idempotency replay or conflict (200 / 422 / 409; the key is
+claimed here, and released if a 429, 503 or 400 follows) → rate limit (429) → validation (400) →
+send. Every answer, errors included, gets the Idempotency-Key echo and the rate-limit headers and
+is counted in usage (401s have no organization and are not).
 """
 
 import time
 
-from django.conf import settings
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import Scope
-from fluxomail.api import PayloadTooLarge, ValidationFailed
+from fluxomail import parsers
+from fluxomail.api import ValidationFailed
 from sends import idempotency, ratelimit, services
 from sends.serializers import SendEmailSerializer
 from usage import recording
@@ -71,13 +71,7 @@ class SendEmailView(APIView):
         return self._respond(request, result.body, replayed=False)
 
     def _parse(self, request) -> dict:
-        try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        # DRF reads the stream itself, past Django's DATA_UPLOAD_MAX_MEMORY_SIZE check.
-        if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
-            raise PayloadTooLarge()
+        parsers.read_body(request)
         data = request.data
         if not isinstance(data, dict):
             raise ValidationFailed(

@@ -20,6 +20,7 @@ TITLES = {
     "tenant_paused": "Tenant paused",
     "unsupported_media_type": "Unsupported media type",
     "payload_too_large": "Payload too large",
+    "length_required": "Length required",
     "not_found": "Not found",
     "not_acceptable": "Not acceptable",
     "idempotency_key_reused": "Idempotency key reused",

@@ -9,7 +9,7 @@ from drf_spectacular.validation import validate_schema
 from fluxomail.api import TITLES
 from tests.problems import PROBLEM_MEMBERS
 
-SEND_ERRORS = {"400", "401", "403", "406", "409", "413", "415", "422", "429", "500", "503"}
+SEND_ERRORS = {"400", "401", "403", "406", "409", "411", "413", "415", "422", "429", "500", "503"}
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """Every 4xx of the send API: its status, code and exact body, and that nothing was sent."""
 
 import base64
+import json
 
 import pytest
 from django.core import mail
@@ -148,6 +149,160 @@ def test_body_over_the_size_limit_is_413(api, send_key, seed_body, settings):
     assert response.status_code == 413
     assert response.json() == problem(response, 413, "payload_too_large", "Request body too large")
     assert_nothing_sent()
+
+
+def raw_send(client, key, payload: bytes, content_type="application/json", **extra):
+    """The body exactly as given (the test client would re-encode a str)."""
+    return client.generic("POST", SEND, payload, content_type=content_type, **key.bearer, **extra)
+
+
+def body_error(response, message: str) -> None:
+    assert response.status_code == 400, response.content
+    assert response.json() == problem(
+        response, 400, "validation_error", message, {"body": [message]}
+    )
+    assert_nothing_sent()
+
+
+@pytest.mark.parametrize("charset", ["bogus", "iso-8859-1", "utf-16"])
+def test_a_charset_other_than_utf_8_is_415(client, send_key, seed_body, charset):
+    response = raw_send(
+        client,
+        send_key,
+        json.dumps(seed_body).encode(),
+        content_type=f"application/json; charset={charset}",
+    )
+
+    assert response.status_code == 415
+    assert response.json() == problem(
+        response,
+        415,
+        "unsupported_media_type",
+        "Unsupported charset: JSON bodies must be UTF-8 "
+        "(Content-Type: application/json; charset=utf-8, or no charset)",
+    )
+    assert_nothing_sent()
+
+
+@pytest.mark.parametrize("charset", ["utf-8", "UTF-8", "utf8"])
+def test_charset_utf_8_is_accepted(client, send_key, seed_body, charset):
+    seed_body["subject"] = "Grüße"
+    response = raw_send(
+        client,
+        send_key,
+        json.dumps(seed_body, ensure_ascii=False).encode(),
+        content_type=f"application/json; charset={charset}",
+    )
+
+    assert response.status_code == 200
+    assert mail.outbox[0].subject == "Grüße"
+
+
+def test_a_body_that_is_not_utf_8_is_400(client, send_key, seed_body):
+    payload = json.dumps(seed_body).encode().replace(b"Hello", b"Hel\xe9lo")
+
+    body_error(raw_send(client, send_key, payload), "The body is not valid UTF-8.")
+
+
+def test_chunked_body_behind_a_server_that_does_not_end_the_stream_is_411(
+    client, send_key, seed_body
+):
+    # Django's test client, like runserver, does not set wsgi.input_terminated: reading the
+    # stream to its end could block. gunicorn is tested in test_chunked_body.py.
+    response = raw_send(
+        client,
+        send_key,
+        json.dumps(seed_body).encode(),
+        CONTENT_LENGTH="",
+        HTTP_TRANSFER_ENCODING="chunked",
+    )
+
+    assert response.status_code == 411
+    assert response.json() == problem(
+        response, 411, "length_required", "A request body needs a Content-Length header"
+    )
+    assert_nothing_sent()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"metadata":' + b"[" * 100_000,
+        b'{"to": "user@example.com", "subject": "Hi", "content": "Hi", "metadata": {"k": '
+        + b"[" * 5_000
+        + b"]" * 5_000
+        + b"}}",
+    ],
+    ids=["unclosed", "inside-a-valid-body"],
+)
+def test_deeply_nested_json_is_400(client, send_key, payload):
+    body_error(
+        raw_send(client, send_key, payload),
+        "The JSON body is nested too deeply (at most 32 levels).",
+    )
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"attachments": [' + b",".join([b"{}"] * 100_000) + b"]}",
+        b"{" + b",".join(b'"f%d": 0' % i for i in range(300_000)) + b"}",
+        b'{"cc": [' + b",".join([b'""'] * 100_000) + b"]}",
+    ],
+    ids=["100k-attachments", "300k-unknown-fields", "100k-strings"],
+)
+def test_a_body_of_more_than_1000_values_is_400_before_it_is_parsed(client, send_key, payload):
+    body_error(
+        raw_send(client, send_key, payload),
+        "The JSON body has too many values (at most 1000).",
+    )
+
+
+def test_brackets_and_quotes_inside_strings_are_text(api, send_key, seed_body):
+    seed_body["content"] = '[[[{{{"\\"' * 400 + "," * 2000
+
+    assert send(api, send_key, seed_body).status_code == 200
+    assert mail.outbox[0].body == seed_body["content"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("subject", "Hi \ud800"),
+        ("to", "\udc00 Name <user@example.com>"),
+        ("metadata", {"key\ud800": "v"}),
+        ("metadata", {"k": "\udfff"}),
+    ],
+)
+def test_a_lone_surrogate_is_400_naming_the_field(client, send_key, seed_body, field, value):
+    seed_body[field] = value
+    payload = json.dumps(seed_body).encode()  # the surrogate as the escape \ud800
+
+    response = raw_send(client, send_key, payload, HTTP_IDEMPOTENCY_KEY="surrogate")
+
+    assert field_errors(response) == {
+        field: ["Must not contain unpaired surrogates (\\ud800 to \\udfff)."]
+    }
+
+
+def test_a_lone_surrogate_in_a_field_name_is_400_naming_the_body(client, send_key, seed_body):
+    seed_body["x\ud800"] = "y"
+    payload = json.dumps(seed_body).encode()
+
+    response = raw_send(client, send_key, payload, HTTP_IDEMPOTENCY_KEY="surrogate")
+
+    assert field_errors(response) == {
+        "body": ["Must not contain unpaired surrogates (\\ud800 to \\udfff)."]
+    }
+
+
+def test_a_surrogate_pair_is_one_character_and_accepted(client, send_key, seed_body):
+    payload = json.dumps(seed_body).replace("Hello", "Hello \\ud83d\\ude00").encode()
+
+    response = raw_send(client, send_key, payload, HTTP_IDEMPOTENCY_KEY="emoji")
+
+    assert response.status_code == 200
+    assert mail.outbox[0].subject == "Hello \U0001f600"
 
 
 # --- 400: one test per rule --------------------------------------------------------------------
@@ -427,6 +582,47 @@ def test_invalid_cc_address_is_named_by_position(api, send_key, seed_body):
     }
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("attachments", [{}] * 6, "Ensure this field has no more than 5 elements."),
+        ("headers", {f"X-H{i}": i for i in range(21)}, "At most 20 headers."),
+        ("metadata", {f"k{i}": "v" * 501 for i in range(11)}, "At most 10 keys."),
+        ("cc", list(range(51)), "At most 50 recipients in to, cc and bcc together."),
+    ],
+    ids=["attachments", "headers", "metadata", "cc"],
+)
+def test_a_list_or_object_over_its_limit_is_refused_before_its_items_are_read(
+    api, send_key, seed_body, field, value, message
+):
+    seed_body[field] = value
+
+    assert field_errors(send(api, send_key, seed_body)) == {field: [message]}
+
+
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [
+        ("to", "Enter a valid email address."),
+        ("cc", "Item 0: Enter a valid email address."),
+        ("replyTo", "Enter a valid email address."),
+    ],
+)
+def test_deeply_nested_comments_in_an_address_are_400(api, send_key, seed_body, field, message):
+    # email.utils parses each nested comment recursively: 480 of them overflow the stack.
+    seed_body[field] = "(" * 480 + "user@example.com"
+
+    assert field_errors(send(api, send_key, seed_body)) == {field: [message]}
+
+
+def test_an_address_over_500_characters_is_400_before_it_is_parsed(api, send_key, seed_body):
+    seed_body["bcc"] = ["ok@example.com", "a" * 490 + "@example.com"]
+
+    assert field_errors(send(api, send_key, seed_body)) == {
+        "bcc": ["Item 1: Ensure this field has no more than 500 characters."]
+    }
+
+
 def _attachment(data: bytes = b"hello", name: str = "a.txt") -> dict:
     return {"filename": name, "contentBase64": base64.b64encode(data).decode()}
 
@@ -616,6 +812,24 @@ def test_metadata_key_too_long_is_400(api, send_key, seed_body):
     assert field_errors(send(api, send_key, seed_body)) == {
         "metadata": ["Keys must be 1 to 40 characters."]
     }
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x01", "\x1f", "\x7f", "\x85", "\u2028"])
+def test_control_character_in_a_metadata_key_is_400(api, send_key, seed_body, char):
+    seed_body["metadata"] = {f"order{char}Id": "42"}
+
+    assert field_errors(send(api, send_key, seed_body)) == {
+        "metadata": ["Keys must not contain control characters."]
+    }
+
+
+@pytest.mark.postgres
+def test_nul_in_a_metadata_key_is_400_before_the_jsonb_column_sees_it(api, send_key, seed_body):
+    seed_body["metadata"] = {"a\x00b": "v"}
+
+    response = send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="nul")
+
+    assert field_errors(response) == {"metadata": ["Keys must not contain control characters."]}
 
 
 def test_metadata_is_stored_on_the_send(api, send_key, seed_body):

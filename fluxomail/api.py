@@ -227,19 +227,24 @@ def problem_response(
 
 
 def _field_errors(detail) -> dict:
-    """DRF's nested ValidationError detail as {field: [messages]}; nested paths joined by '.'."""
+    """DRF's nested ValidationError detail as {field: [messages]}, named as clients write them:
+    members joined by '.', list items by their position (`cc[1]`, `attachments[0].filename`)."""
     out: dict[str, list[str]] = {}
 
-    def walk(prefix: str, value):
+    def walk(prefix: str, value, in_list: bool = False):
         if isinstance(value, dict):
             for key, inner in value.items():
-                walk(f"{prefix}.{key}" if prefix else str(key), inner)
+                if in_list or (isinstance(key, int) and prefix):
+                    name = f"{prefix}[{key}]"
+                else:
+                    name = f"{prefix}.{key}" if prefix else str(key)
+                walk(name, inner, in_list=False)
         elif isinstance(value, list):
             if all(not isinstance(v, dict | list) for v in value):
                 out.setdefault(prefix or "body", []).extend(str(v) for v in value)
             else:
                 for index, inner in enumerate(value):
-                    walk(f"{prefix}.{index}" if prefix else str(index), inner)
+                    walk(f"{prefix}[{index}]" if prefix else str(index), inner)
         else:
             out.setdefault(prefix or "body", []).append(str(value))
 
@@ -248,12 +253,22 @@ def _field_errors(detail) -> dict:
 
 
 def _validation_message(details: dict) -> str:
+    """The top-level message names the first field and its reason, and how many more there are:
+    `to: Enter a valid email address.`; several: `cc[1]: Enter a valid email address. (and 2
+    more fields)`. Missing required fields are named together first."""
     missing = sorted(
         name for name, errors in details.items() if "This field is required." in errors
     )
     if missing:
         return "Missing required fields: " + ", ".join(missing)
-    return "Invalid fields: " + ", ".join(sorted(details))
+    if not details:
+        return "Validation failed"
+    name, errors = next(iter(details.items()))
+    message = f"{name}: {errors[0] if errors else 'invalid'}"
+    others = len(details) - 1
+    if others:
+        message += f" (and {others} more field{'s' if others > 1 else ''})"
+    return message
 
 
 def _convert(exc: Exception) -> ApiError:

@@ -155,7 +155,8 @@ class AddressListField(serializers.Field):
     default_error_messages = {"invalid": "Must be an address or a list of addresses."}
 
     def to_internal_value(self, data) -> list[str]:
-        if isinstance(data, str):
+        single = isinstance(data, str)
+        if single:
             data = [data]
         if isinstance(data, list) and len(data) > MAX_RECIPIENTS:
             raise serializers.ValidationError(
@@ -163,14 +164,15 @@ class AddressListField(serializers.Field):
             )
         if not isinstance(data, list) or not all(isinstance(item, str) for item in data):
             self.fail("invalid")
-        out, errors = [], []
+        out, errors = [], {}
         for index, item in enumerate(data):
             try:
                 out.append(format_address(item))
             except serializers.ValidationError as exc:
-                errors.append(f"Item {index}: {exc.detail[0]}")
+                errors[index] = [exc.detail[0]]
         if errors:
-            raise serializers.ValidationError(errors)
+            # Named by position as clients write them (`cc[1]`); a lone string by its field.
+            raise serializers.ValidationError(errors[0] if single else errors)
         return out
 
     def to_representation(self, value):

@@ -206,7 +206,7 @@ def test_another_organizations_events_are_never_listed(api, charlie_key, log):
 @pytest.mark.parametrize(
     ("params", "field"),
     [
-        ({"types": "email.nope"}, "types.0"),
+        ({"types": "email.nope"}, "types[0]"),
         ({"types": ["email.sent"] * 21}, "types"),
         ({"limit": 101}, "limit"),
         ({"limit": -1}, "limit"),

@@ -444,9 +444,10 @@ def test_control_character_in_a_header_field_is_400_naming_the_field(
 
     errors = field_errors(send(api, send_key, seed_body))
 
-    assert list(errors) == [field]
+    name = "cc[0]" if field == "cc" else field  # list items are named by position
+    assert list(errors) == [name]
     if char != "\x00":  # DRF's own check answers first for NUL ("Null characters...").
-        assert errors[field] in ([CONTROL], [f"Item 0: {CONTROL}"])
+        assert errors[name] == [CONTROL]
 
 
 @pytest.mark.parametrize("char", ["\x0b", "\x0c", "\x1c", "\x85", "\u2028"])
@@ -465,7 +466,7 @@ def test_control_character_in_an_attachment_filename_is_400(api, send_key, seed_
     seed_body["attachments"] = [_attachment(name=f"report{char}.txt")]
 
     assert field_errors(send(api, send_key, seed_body)) == {
-        "attachments.0.filename": ["Must not contain path separators or control characters."]
+        "attachments[0].filename": ["Must not contain path separators or control characters."]
     }
 
 
@@ -499,7 +500,7 @@ def test_non_ascii_local_part_is_400_naming_the_field(api, send_key, seed_body, 
 
     errors = field_errors(send(api, send_key, seed_body))
 
-    assert errors == {field: [f"Item 0: {message}" if field == "cc" else message]}
+    assert errors == {("cc[0]" if field == "cc" else field): [message]}
 
 
 @pytest.mark.parametrize("domain", ["xn--a.example", "ex\ufffdample.com", "a" * 64 + "ü.com"])
@@ -524,7 +525,7 @@ def test_domain_that_idna_2008_refuses_is_400(api, send_key, seed_body, domain):
     seed_body["cc"] = [f"user@{domain}"]
 
     assert field_errors(send(api, send_key, seed_body)) == {
-        "cc": ["Item 0: The domain is not a valid internationalised domain name."]
+        "cc[0]": ["The domain is not a valid internationalised domain name."]
     }
 
 
@@ -578,7 +579,7 @@ def test_invalid_cc_address_is_named_by_position(api, send_key, seed_body):
     seed_body["cc"] = ["ok@example.com", "nope"]
 
     assert field_errors(send(api, send_key, seed_body)) == {
-        "cc": ["Item 1: Enter a valid email address."]
+        "cc[1]": ["Enter a valid email address."]
     }
 
 
@@ -604,7 +605,7 @@ def test_a_list_or_object_over_its_limit_is_refused_before_its_items_are_read(
     ("field", "message"),
     [
         ("to", "Enter a valid email address."),
-        ("cc", "Item 0: Enter a valid email address."),
+        ("cc", "Enter a valid email address."),
         ("replyTo", "Enter a valid email address."),
     ],
 )
@@ -619,7 +620,7 @@ def test_an_address_over_500_characters_is_400_before_it_is_parsed(api, send_key
     seed_body["bcc"] = ["ok@example.com", "a" * 490 + "@example.com"]
 
     assert field_errors(send(api, send_key, seed_body)) == {
-        "bcc": ["Item 1: Ensure this field has no more than 500 characters."]
+        "bcc[1]": ["Ensure this field has no more than 500 characters."]
     }
 
 
@@ -631,7 +632,7 @@ def test_bad_base64_attachment_is_400(api, send_key, seed_body):
     seed_body["attachments"] = [{"filename": "a.txt", "contentBase64": "not base64!"}]
 
     assert field_errors(send(api, send_key, seed_body)) == {
-        "attachments.0.contentBase64": ["Must be valid base64."]
+        "attachments[0].contentBase64": ["Must be valid base64."]
     }
 
 
@@ -657,7 +658,7 @@ def test_attachment_filename_with_path_or_control_characters_is_400(api, send_ke
     seed_body["attachments"] = [_attachment(name=name)]
 
     assert field_errors(send(api, send_key, seed_body)) == {
-        "attachments.0.filename": ["Must not contain path separators or control characters."]
+        "attachments[0].filename": ["Must not contain path separators or control characters."]
     }
 
 
@@ -787,7 +788,7 @@ def test_a_message_attachment_with_a_line_over_998_bytes_is_400(
     seed_body["attachments"] = [{**_attachment(message, name="a.txt"), **attachment}]
 
     assert field_errors(send(api, send_key, seed_body)) == {
-        "attachments.0.contentBase64": [
+        "attachments[0].contentBase64": [
             "A message/rfc822 attachment is sent as written (RFC 2046 allows no base64 for it): "
             "each of its lines must be at most 998 bytes."
         ]
@@ -894,3 +895,22 @@ def test_scopes_list_is_checked_for_other_scopes(api, make_key, alice, seed_body
     key = make_key(alice.organization, scopes=[Scope.PREFERENCES_READ])
 
     assert send(api, key, seed_body).status_code == 403
+
+
+def test_the_message_names_the_field_and_its_reason(api, send_key, seed_body):
+    seed_body["to"] = "not an address"
+    body = send(api, send_key, seed_body).json()
+
+    assert (
+        body["message"] == body["detail"] == body["error"] == ("to: Enter a valid email address.")
+    )
+
+
+def test_list_items_are_named_by_position_and_the_message_counts_the_rest(api, send_key, seed_body):
+    seed_body.update(cc=["a@example.com", "not an address"], replyTo="nope", fromName="x" * 201)
+    body = send(api, send_key, seed_body).json()
+
+    assert list(body["details"])[0] == "cc[1]"
+    assert set(body["details"]) == {"cc[1]", "replyTo", "fromName"}
+    assert body["message"].startswith("cc[1]: ")
+    assert body["message"].endswith(" (and 2 more fields)")

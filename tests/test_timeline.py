@@ -398,7 +398,7 @@ def test_list_rejects_bad_parameters_with_400(api, read_key, query, field, messa
     assert response.json() == problem(
         400,
         "validation_error",
-        f"Invalid fields: {field}",
+        f"{field}: {message}",
         "req-l1",
         details={field: [message]},
     )

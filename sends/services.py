@@ -202,6 +202,7 @@ def send_email(
     # statement waits for its own WAL flush), and no lock is held while the provider is called.
     with transaction.atomic():
         attempt.save(force_insert=True)
+        attempt.save_provider_ids()
         events.record(send=send, message=attempt, type=Event.Type.SENT)
         send.mark(Send.Status.SENT)
         if record is not None:

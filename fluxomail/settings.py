@@ -226,6 +226,10 @@ WHITENOISE_USE_FINDERS = not PRODUCTION
 # Before `collectstatic` has run (development, tests) STATIC_ROOT does not exist; whitenoise
 # serves from the finders then, and its warning about the missing folder is noise.
 warnings.filterwarnings("ignore", message="No directory at")
+# Raised by anymail's SendGrid webhook view on every request; the README says it once.
+warnings.filterwarnings(
+    "ignore", message="django-anymail has dropped official support for SendGrid"
+)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -278,6 +282,25 @@ if EMAIL_USE_TLS and EMAIL_USE_SSL:
 EMAIL_TIMEOUT = env_float("EMAIL_TIMEOUT", 10.0, minimum=0.1)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Fluxomail <no-reply@fluxomail.local>")
 ANYMAIL = env_json("ANYMAIL", {})
+# The ESPs' tracking webhooks (README "Provider webhooks"): basic auth with one of these
+# "user:password" pairs (comma-separated, to rotate), and where anymail checks an ESP's own
+# signature, that ESP's key. Any other anymail webhook setting goes in ANYMAIL.
+_webhook_secrets = env_list("ANYMAIL_WEBHOOK_SECRET", [])
+for _secret in _webhook_secrets:
+    if ":" not in _secret:
+        raise ImproperlyConfigured("ANYMAIL_WEBHOOK_SECRET must be user:password pairs")
+if _webhook_secrets:
+    ANYMAIL["WEBHOOK_SECRET"] = _webhook_secrets
+for _name in ("MAILGUN_WEBHOOK_SIGNING_KEY", "SENDGRID_TRACKING_WEBHOOK_VERIFICATION_KEY"):
+    if env_str(_name):
+        ANYMAIL[_name] = env_str(_name)
+# Without a secret the webhooks stay shut (404); an ESP backend in production without one would
+# send mail whose outcomes never arrive, so that start fails instead.
+if PRODUCTION and EMAIL_BACKEND.startswith("anymail.") and not ANYMAIL.get("WEBHOOK_SECRET"):
+    raise ImproperlyConfigured(
+        "ANYMAIL_WEBHOOK_SECRET must be set when FLUXOMAIL_ENV=production and EMAIL_BACKEND "
+        "is a django-anymail ESP backend: the ESPs' tracking webhooks need it"
+    )
 
 # The send API's limits and rules (SPEC.md section 3).
 SEND_MAX_CONTENT_BYTES = env_int("SEND_MAX_CONTENT_BYTES", 1_000_000, minimum=1)

@@ -14,10 +14,11 @@ urlpatterns = [
     path("api/v1/", include("sends.urls")),
     path("api/v1/", include("fluxomail.openapi")),
     path("t/", include("sends.tracking_urls")),
+    path("webhooks/anymail/", include("sends.provider_webhooks")),
     path("admin/", admin.site.urls),
     path("", include("usage.urls")),
-    # Unknown API and tracking paths answer in the API's error shape, DEBUG or not.
-    re_path(r"^(api|t)/", api.not_found),
+    # Unknown API, tracking and webhook paths answer in the API's error shape, DEBUG or not.
+    re_path(r"^(api|t|webhooks)/", api.not_found),
 ]
 
 handler400 = api.handler400

@@ -6,10 +6,15 @@ class SendsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from anymail.signals import tracking
         from django.db.models.signals import post_save
 
         from accounts.models import Organization
+        from sends import provider_events
         from sends.models import Policy
+
+        # The ESPs' delivery outcomes (sends/provider_webhooks.py) into the event log.
+        tracking.connect(provider_events.receive, dispatch_uid="fluxomail.provider_events")
 
         def create_default_policies(sender, instance, created, **kwargs):
             if created:

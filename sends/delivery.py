@@ -17,6 +17,7 @@ from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 
 from accounts.models import Organization
 from sends.domains import to_ascii
+from sends.models import Message
 
 logger = logging.getLogger("fluxomail.delivery")
 
@@ -286,5 +287,18 @@ def deliver(message: EmailMultiAlternatives) -> Delivery:
         # django-anymail: the ESP's id is the one its webhooks will carry. With per-recipient
         # ids (a set) the ids are joined in a stable order.
         ids = status.message_id
-        message_id = ",".join(sorted(map(str, ids))) if isinstance(ids, set) else str(ids)
+        message_id = joined_ids(ids) if isinstance(ids, set) else str(ids)
     return Delivery(message_id=message_id, provider=provider_name(connection))
+
+
+def joined_ids(ids: set) -> str:
+    """Per-recipient ids in a stable order (a refused recipient has none), as many whole ids as
+    Message.provider_message_id holds: a value too long for it would fail the bookkeeping of a
+    message already sent."""
+    joined = ""
+    for value in sorted(str(value) for value in ids if value is not None):
+        longer = f"{joined},{value}" if joined else value
+        if len(longer) > Message.PROVIDER_ID_MAX_LENGTH:
+            break
+        joined = longer
+    return joined

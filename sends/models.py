@@ -98,14 +98,33 @@ class Send(models.Model):
         Send.objects.filter(pk=self.pk).update(status=status, updated_at=self.updated_at)
 
 
+class MessageQuerySet(models.QuerySet):
+    def for_provider_id(self, provider_message_id: str) -> "Message | None":
+        """The message a provider's webhook names by its id (the newest, should two providers
+        ever have used the same id), with its send."""
+        for query in (
+            self.filter(provider_message_id=provider_message_id),
+            self.filter(provider_ids__provider_message_id=provider_message_id),
+        ):
+            message = query.select_related("send").order_by("-id").first()
+            if message is not None:
+                return message
+        return None
+
+
 class Message(models.Model):
     """One delivery attempt of a send."""
+
+    # The longest provider_message_id: the ids of 50 recipients of up to 39 characters, joined;
+    # under PostgreSQL's 2,704-byte limit of a btree index entry.
+    PROVIDER_ID_MAX_LENGTH = 2000
 
     send = models.ForeignKey(Send, on_delete=models.CASCADE, related_name="messages")
     from_email = models.CharField(max_length=500)
     to = models.JSONField(default=list, help_text="Envelope recipients (to, cc and bcc).")
     provider = models.CharField(max_length=100)
-    provider_message_id = models.CharField(max_length=255, blank=True)
+    # The provider's id; its ids joined by "," when it gave one per recipient.
+    provider_message_id = models.CharField(max_length=PROVIDER_ID_MAX_LENGTH, blank=True)
     feedback_id = models.CharField(max_length=255, blank=True)
     text = models.TextField(blank=True)
     html = models.TextField(blank=True)
@@ -113,15 +132,47 @@ class Message(models.Model):
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
+    objects = MessageQuerySet.as_manager()
+
     class Meta:
         ordering = ["created_at", "id"]
         indexes = [
-            # Admin search by provider message id.
+            # Admin search by provider message id; a provider webhook's message.
             models.Index(fields=["provider_message_id"], name="message_provider_id"),
         ]
 
     def __str__(self) -> str:
         return f"{self.send_id} attempt {self.pk}"
+
+    def save_provider_ids(self) -> None:
+        """Indexes each id of a message that the provider gave several ids (one per
+        recipient): its webhooks name one of them. One id needs no row."""
+        ids = self.provider_message_id.split(",")
+        if len(ids) > 1:
+            ProviderMessageId.objects.bulk_create(
+                ProviderMessageId(message=self, provider_message_id=value)
+                for value in ids
+                if len(value) <= ProviderMessageId.ID_MAX_LENGTH
+            )
+
+
+class ProviderMessageId(models.Model):
+    """One of the ids a provider gave one message, one per recipient (Mandrill, Mailjet, Postal,
+    … with cc or bcc)."""
+
+    ID_MAX_LENGTH = 255
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="provider_ids")
+    provider_message_id = models.CharField(max_length=ID_MAX_LENGTH)
+
+    class Meta:
+        indexes = [
+            # A provider webhook's message, when the message has several ids.
+            models.Index(fields=["provider_message_id"], name="provider_id_lookup"),
+        ]
+
+    def __str__(self) -> str:
+        return self.provider_message_id
 
 
 class EventQuerySet(models.QuerySet):

@@ -225,6 +225,7 @@ def send_email(
     try:
         with transaction.atomic():
             attempt.save(force_insert=True)
+            attempt.save_provider_ids()
             events.record(send=send, message=attempt, type=Event.Type.SENT)
             send.mark(Send.Status.SENT)
             if record is not None:

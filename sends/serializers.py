@@ -116,7 +116,15 @@ def parse_address(value: str) -> tuple[str, str]:
 
 
 def format_address(value: str) -> str:
-    return formataddr(parse_address(value))
+    """The address as the mail header and the send row hold it (quoted, escaped or encoded):
+    that form, not only what the client wrote, must fit in MAX_ADDRESS_LENGTH (the columns)."""
+    formatted = formataddr(parse_address(value))
+    if len(formatted) > MAX_ADDRESS_LENGTH:
+        raise serializers.ValidationError(
+            f"Ensure this field has no more than {MAX_ADDRESS_LENGTH} characters once encoded "
+            "for the mail header."
+        )
+    return formatted
 
 
 class StrictCharField(serializers.CharField):

@@ -914,3 +914,17 @@ def test_list_items_are_named_by_position_and_the_message_counts_the_rest(api, s
     assert set(body["details"]) == {"cc[1]", "replyTo", "fromName"}
     assert body["message"].startswith("cc[1]: ")
     assert body["message"].endswith(" (and 2 more fields)")
+
+
+def test_an_address_longer_than_its_column_once_encoded_is_400_not_a_database_error(
+    api, send_key, seed_body
+):
+    # 300 backslashes are 300 characters as written, 600 once quoted for the header.
+    seed_body["to"] = "\\" * 300 + " <user@example.com>"
+
+    response = send(api, send_key, seed_body)
+
+    assert response.status_code == 400
+    assert list(response.json()["details"]) == ["to"]
+    assert "once encoded" in response.json()["details"]["to"][0]
+    assert Send.objects.count() == 0

@@ -23,6 +23,9 @@ from rest_framework.permissions import AllowAny
 
 from fluxomail.api import PROBLEM_CONTENT_TYPE, TITLES
 from sends import event_api, events, timeline, views
+from sends.models import Send
+
+SEND_STATUSES = list(Send.Status.values)
 
 # -- authentication ---------------------------------------------------------------------------
 
@@ -142,8 +145,13 @@ class SendEmailRequestSerializer(serializers.Serializer):
 
 class SendEmailResultSerializer(serializers.Serializer):
     sendId = serializers.CharField()  # noqa: N815
-    status = serializers.ChoiceField(choices=["sent"])
-    messageId = serializers.CharField()  # noqa: N815
+    status = serializers.ChoiceField(
+        choices=["sent", "suppressed"],
+        help_text="`suppressed`: the recipient is on the suppression list; nothing was sent.",
+    )
+    messageId = serializers.CharField(  # noqa: N815
+        allow_null=True, help_text="The provider's message id; null when suppressed."
+    )
     reused = serializers.BooleanField(help_text="True on an idempotent replay.")
 
     class Meta:
@@ -154,7 +162,7 @@ class SendSerializer(serializers.Serializer):
     id = serializers.CharField(help_text="`sends_` + 26 characters, sortable by time.")
     to = serializers.CharField()
     subject = serializers.CharField()
-    status = serializers.ChoiceField(choices=["pending", "sent", "failed"])
+    status = serializers.ChoiceField(choices=SEND_STATUSES)
     policy = serializers.CharField()
     endpoint = serializers.ChoiceField(choices=["send", "send-global"])
     idempotencyKey = serializers.CharField(allow_null=True)  # noqa: N815
@@ -533,7 +541,7 @@ LIST_PARAMETERS = [
         "limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}, _QUERY
     ),
     OpenApiParameter("cursor", {"type": "string", "maxLength": timeline.CURSOR_MAX_LENGTH}, _QUERY),
-    OpenApiParameter("status", {"type": "string", "enum": ["pending", "sent", "failed"]}, _QUERY),
+    OpenApiParameter("status", {"type": "string", "enum": SEND_STATUSES}, _QUERY),
     OpenApiParameter("endpoint", {"type": "string", "enum": ["send", "send-global"]}, _QUERY),
     OpenApiParameter(
         "to",

@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from rest_framework import serializers
 
+from fluxomail.addresses import idna_domain
 from sends.models import Policy
 
 MAX_RECIPIENTS = 50
@@ -69,12 +70,9 @@ def ascii_address(addr: str) -> str:
     if not local.isascii():
         raise serializers.ValidationError(LOCAL_PART_MESSAGE)
     try:
-        encoded = domain.encode("idna")
-        # Decoding back catches ASCII labels that are not valid punycode (`xn--a`).
-        encoded.decode("idna")
-    except UnicodeError:
+        return f"{local}@{idna_domain(domain)}"
+    except ValueError:
         raise serializers.ValidationError(DOMAIN_MESSAGE) from None
-    return f"{local}@{encoded.decode('ascii')}"
 
 
 def parse_address(value: str) -> tuple[str, str]:
@@ -334,8 +332,9 @@ class SendEmailSerializer(StrictSerializer):
         if errors:
             raise serializers.ValidationError(errors)
         attrs.setdefault("policyKey", DEFAULT_POLICY)
-        if self.policy is None and attrs.get("htmlContent"):
-            # Rendering needs the policy's tracking switches; only then is the default looked up.
+        if self.policy is None:
+            # Every mail needs its policy: the category the suppression check applies, the
+            # one-click unsubscribe switch and, for HTML, the tracking switches.
             self.policy = Policy.objects.filter(
                 organization=self.organization, key=attrs["policyKey"]
             ).first()

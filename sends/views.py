@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 from accounts.models import Scope
 from fluxomail.api import PayloadTooLarge, ValidationFailed
 from sends import idempotency, ratelimit, services
+from sends.models import Send
 from sends.serializers import SendEmailSerializer
 from usage import recording
 
@@ -87,7 +88,15 @@ class SendEmailView(APIView):
         if replayed:
             response["Idempotency-Replayed"] = "true"
         self._decorate(request, response)
-        self._count(request, response.status_code, sent=not replayed, replayed=replayed)
+        fresh = not replayed
+        suppressed = body.get("status") == Send.Status.SUPPRESSED
+        self._count(
+            request,
+            response.status_code,
+            sent=fresh and not suppressed,
+            suppressed=fresh and suppressed,
+            replayed=replayed,
+        )
         return response
 
     def finalize_error_response(self, request, response, error) -> None:
@@ -113,7 +122,14 @@ class SendEmailView(APIView):
                     response[name] = value
 
     def _count(
-        self, request, status: int, *, code: str = "", sent: bool = False, replayed: bool = False
+        self,
+        request,
+        status: int,
+        *,
+        code: str = "",
+        sent: bool = False,
+        suppressed: bool = False,
+        replayed: bool = False,
     ) -> None:
         key = getattr(request, "auth", None)
         if key is None:
@@ -126,6 +142,7 @@ class SendEmailView(APIView):
                 status=status,
                 code=code,
                 sent=sent and status == 200,
+                suppressed=suppressed,
                 replayed=replayed,
                 latency_ms=int((time.monotonic() - self.started) * 1000),
             )

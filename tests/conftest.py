@@ -231,7 +231,11 @@ class SmtpSink:
 
 @pytest.fixture
 def smtp_server(settings):
-    """Points Django's email settings at a fresh aiosmtpd server on 127.0.0.1."""
+    """Points Django's email settings at a fresh aiosmtpd server on 127.0.0.1 (no pooled
+    connection to an earlier test's server is reused)."""
+    from sends.delivery import PooledSMTPBackend
+
+    PooledSMTPBackend.close_all()
     sink = SmtpSink(free_port()).start()
     settings.EMAIL_BACKEND = "sends.delivery.PooledSMTPBackend"
     settings.EMAIL_HOST = "127.0.0.1"
@@ -239,4 +243,5 @@ def smtp_server(settings):
     settings.EMAIL_USE_TLS = False
     settings.EMAIL_TIMEOUT = 5
     yield sink
+    PooledSMTPBackend.close_all()
     sink.stop()

@@ -8,6 +8,7 @@ urlpatterns = [
     path("api/v1/", include("sends.urls")),
     path("api/v1/", include("fluxomail.openapi")),
     path("t/", include("sends.tracking_urls")),
+    path("", include("contacts.urls")),
     path("admin/", admin.site.urls),
     path("", include("usage.urls")),
     # Unknown API and tracking paths answer in the API's error shape, DEBUG or not.

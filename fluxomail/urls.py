@@ -6,6 +6,7 @@ from fluxomail import api, views
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("api/v1/", include("sends.urls")),
+    path("api/v1/", include("contacts.api_urls")),
     path("api/v1/", include("fluxomail.openapi")),
     path("t/", include("sends.tracking_urls")),
     path("", include("contacts.urls")),

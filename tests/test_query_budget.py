@@ -9,6 +9,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from contacts.services import suppress
+
 SEND = "/api/v1/emails/send"
 
 # The real numbers (see README, "Query budget"): a fresh send with an idempotency key is
@@ -21,6 +23,8 @@ FRESH_WITHOUT_KEY = 11
 # Every mail needs its policy (category, one-click switch), text-only ones too.
 TEXT_ONLY_WITHOUT_KEY = 11
 REPLAY = 3
+# A suppressed `to`: as a fresh send with a key, without the message row (nothing delivered).
+SUPPRESSED_WITH_KEY = 13
 
 
 def send(api, key, body, **extra):
@@ -68,3 +72,16 @@ class TestQueryBudget:
         with django_assert_max_num_queries(REPLAY):
             response = send(api, warm_key, seed_body, HTTP_IDEMPOTENCY_KEY="budget-2")
         assert response.json()["reused"] is True
+
+    def test_suppressed_send_with_an_idempotency_key(
+        self, api, warm_key, seed_body, django_assert_max_num_queries
+    ):
+        suppress(
+            organization_id=warm_key.key.organization_id,
+            address=seed_body["to"],
+            reason="manual",
+            actor="test",
+        )
+        with django_assert_max_num_queries(SUPPRESSED_WITH_KEY):
+            response = send(api, warm_key, seed_body, HTTP_IDEMPOTENCY_KEY="budget-3")
+        assert response.json()["status"] == "suppressed"

@@ -1,3 +1,4 @@
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -53,6 +54,16 @@ class Policy(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+    def clean(self) -> None:
+        # An unsubscribe link names the category; one the organization lacks would not verify.
+        if (
+            self.category
+            and not (
+                Category.objects.filter(organization_id=self.organization_id, key=self.category)
+            ).exists()
+        ):
+            raise ValidationError({"category": "The organization has no category with this key."})
 
 
 class SendQuerySet(models.QuerySet):

@@ -306,3 +306,56 @@ def test_another_organizations_contacts_are_never_touched(api, sync_key, charlie
     row = {"email": "x@example.com", "eventId": "same"}
     assert counts(sync(api, sync_key, {"source": "crm", "contacts": [row]}).json(), created=1)
     assert counts(sync(api, charlie_key, {"source": "erp", "contacts": [row]}).json(), created=1)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_requests_with_one_key_apply_the_batch_once(sync_key, monkeypatch):
+    """The second request's claim waits on the first's uncommitted INSERT (PostgreSQL's unique
+    index), then replays the first answer."""
+    import threading
+
+    from django.db import connection, connections
+    from rest_framework.test import APIClient
+
+    from contacts import sync as sync_module
+
+    original = sync_module._apply
+    release = threading.Event()
+
+    def held_apply(*args, **kwargs):
+        answer = original(*args, **kwargs)
+        release.wait(30)  # keep the claim's transaction open until the other request waits
+        return answer
+
+    monkeypatch.setattr(sync_module, "_apply", held_apply)
+    body = {"source": "crm", "contacts": [{"email": "ada@example.com", "subscribed": False}]}
+    answers = []
+
+    def call():
+        try:
+            answers.append(sync(APIClient(), sync_key, body, "same-key"))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=call) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    with connection.cursor() as cursor:
+        for _ in range(3000):  # until one backend waits on the other's lock (at most ~30 s)
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                break
+            threading.Event().wait(0.01)
+    release.set()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(a.status_code for a in answers) == [200, 200]
+    bodies = sorted((a.json() for a in answers), key=lambda b: b["replayed"])
+    assert [b["replayed"] for b in bodies] == [False, True]
+    assert bodies[1] == {**bodies[0], "replayed": True}
+    assert Contact.objects.count() == 1
+    assert Suppression.objects.count() == 1

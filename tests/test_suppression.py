@@ -305,3 +305,49 @@ def test_callers_still_may_not_set_the_unsubscribe_headers(api, send_key, seed_b
     response = send(api, send_key, body)
     assert response.status_code == 400
     assert "headers" in response.json()["details"]
+
+
+def test_a_retry_of_a_failed_send_whose_address_was_suppressed_meanwhile_is_suppressed(
+    api, send_key, seed_body, smtp_server, acme
+):
+    smtp_server.reply = "554 5.7.1 Rejected"
+    failed = send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="retry-1")
+    assert failed.status_code == 500
+    hold(acme, "user@example.com", reason=Suppression.Reason.COMPLAINT)
+    smtp_server.reply = None
+    retry = send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="retry-1")
+    assert retry.status_code == 200
+    assert retry.json() == {
+        "sendId": failed.json()["sendId"],
+        "status": "suppressed",
+        "messageId": None,
+        "reused": False,
+    }
+    assert smtp_server.messages == []
+    assert Send.objects.get().status == Send.Status.SUPPRESSED
+
+
+def test_the_send_page_names_the_addresses_left_out(
+    api, send_key, seed_body, smtp_server, acme, alice, client
+):
+    hold(acme, "gone@example.com")
+    response = send(api, send_key, dict(seed_body, cc=["gone@example.com"]))
+    client.force_login(alice.user)
+    html = client.get(f"/dashboard/sends/{response.json()['sendId']}/").content.decode()
+    assert '<dd id="left-out">gone@example.com (on the suppression list)</dd>' in html
+
+
+def test_a_policy_may_name_only_a_category_of_its_organization(acme, globex):
+    from django.core.exceptions import ValidationError
+
+    from contacts.models import Category
+    from sends.models import Policy
+
+    Category.objects.create(organization=globex, key="vip", name="VIP")
+    policy = Policy.objects.get(organization=acme, key="bulk")
+    policy.category = "vip"
+    with pytest.raises(ValidationError) as raised:
+        policy.full_clean()
+    assert set(raised.value.message_dict) == {"category"}
+    policy.category = "bulk"
+    policy.full_clean()

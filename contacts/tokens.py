@@ -31,10 +31,6 @@ class Target:
     address: str
     category: str  # ALL_MAIL or a category's key
 
-    @property
-    def token(self) -> str:
-        return make(self.organization, self.address, self.category)
-
 
 def make(organization: Organization, address: str, category: str = ALL_MAIL) -> str:
     payload = {"o": organization.slug, "a": normalize(address), "c": category}

@@ -18,6 +18,16 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
+def send_bulk(live_server, key) -> str:
+    answer = requests.post(
+        f"{live_server.url}/api/v1/emails/send",
+        json=dict(SEED_BODY, policyKey="bulk"),
+        headers={"Authorization": f"Bearer {key.token}"},
+        timeout=30,
+    )
+    return answer.json()["status"]
+
+
 def test_a_recipient_unsubscribes_and_manages_preferences_in_a_browser(
     page,  # noqa: F811
     live_server,
@@ -31,13 +41,7 @@ def test_a_recipient_unsubscribes_and_manages_preferences_in_a_browser(
         organization=alice.organization, key="news", name="Newsletter", description="Monthly"
     )
     key = make_key(alice.organization)
-    answer = requests.post(
-        f"{live_server.url}/api/v1/emails/send",
-        json=dict(SEED_BODY, policyKey="bulk"),
-        headers={"Authorization": f"Bearer {key.token}"},
-        timeout=30,
-    )
-    assert answer.json()["status"] == "sent"
+    assert send_bulk(live_server, key) == "sent"
     mail = email.message_from_bytes(smtp_server.messages[0].content, policy=email_policy.default)
     url = mail["List-Unsubscribe"].strip()[1:-1]
     assert urlsplit(url).netloc == urlsplit(live_server.url).netloc
@@ -78,13 +82,7 @@ def test_a_recipient_unsubscribes_and_manages_preferences_in_a_browser(
     assert list(Suppression.objects.values_list("category", "reason")) == [("news", "unsubscribe")]
 
     # The next bulk mail goes out again.
-    again = requests.post(
-        f"{live_server.url}/api/v1/emails/send",
-        json=dict(SEED_BODY, policyKey="bulk"),
-        headers={"Authorization": f"Bearer {key.token}"},
-        timeout=30,
-    )
-    assert again.json()["status"] == "sent"
+    assert send_bulk(live_server, key) == "sent"
     assert page.console_errors == []
 
 

@@ -92,6 +92,7 @@ class Scope(models.TextChoices):
     READ_SENDS = "read_sends", "Read sends"
     PREFERENCES_READ = "preferences_read", "Read preferences"
     PREFERENCES_MANAGE = "preferences_manage", "Manage preferences"
+    CONTACTS_WRITE = "contacts_write", "Sync contacts"
 
 
 class ApiKeyQuerySet(models.QuerySet):

@@ -23,8 +23,12 @@ from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 
+from contacts import api as contacts_api
 from fluxomail.api import ERROR_CONTENT_TYPES, JSON_CONTENT_TYPE, TITLES
 from sends import event_api, events, timeline, views
+from sends.models import Send
+
+SEND_STATUSES = list(Send.Status.values)
 
 # -- authentication ---------------------------------------------------------------------------
 
@@ -150,8 +154,13 @@ class SendEmailRequestSerializer(serializers.Serializer):
 
 class SendEmailResultSerializer(serializers.Serializer):
     sendId = serializers.CharField()  # noqa: N815
-    status = serializers.ChoiceField(choices=["sent"])
-    messageId = serializers.CharField()  # noqa: N815
+    status = serializers.ChoiceField(
+        choices=["sent", "suppressed"],
+        help_text="`suppressed`: the recipient is on the suppression list; nothing was sent.",
+    )
+    messageId = serializers.CharField(  # noqa: N815
+        allow_null=True, help_text="The provider's message id; null when suppressed."
+    )
     reused = serializers.BooleanField(help_text="True on an idempotent replay.")
 
     class Meta:
@@ -162,7 +171,7 @@ class SendSerializer(serializers.Serializer):
     id = serializers.CharField(help_text="`sends_` + 26 characters, sortable by time.")
     to = serializers.CharField()
     subject = serializers.CharField()
-    status = serializers.ChoiceField(choices=["pending", "sent", "failed"])
+    status = serializers.ChoiceField(choices=SEND_STATUSES)
     policy = serializers.CharField()
     endpoint = serializers.ChoiceField(choices=["send", "send-global"])
     idempotencyKey = serializers.CharField(allow_null=True)  # noqa: N815
@@ -301,6 +310,138 @@ class SendTimelineSerializer(serializers.Serializer):
 
     class Meta:
         ref_name = "SendTimeline"
+
+
+class _CategorySerializer(serializers.Serializer):
+    key = serializers.CharField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+
+    class Meta:
+        ref_name = "Category"
+
+
+class _SubscriptionSerializer(serializers.Serializer):
+    categoryKey = serializers.CharField(max_length=50)  # noqa: N815
+    subscribed = serializers.BooleanField()
+
+    class Meta:
+        ref_name = "SubscriptionChoice"
+
+
+class _ContactRefSerializer(serializers.Serializer):
+    id = serializers.CharField(help_text="`contacts_` + 26 characters.")
+    email = serializers.CharField()
+
+    class Meta:
+        ref_name = "ContactRef"
+
+
+class PreferencesSerializer(serializers.Serializer):
+    contact = _ContactRefSerializer()
+    categories = _CategorySerializer(many=True)
+    subscriptions = _SubscriptionSerializer(many=True)
+    subscribed = serializers.BooleanField(help_text="False: unsubscribed from all mail.")
+
+    class Meta:
+        ref_name = "Preferences"
+
+
+class PreferencesUpdateSerializer(serializers.Serializer):
+    token = serializers.CharField(
+        required=False, max_length=1000, help_text="The recipient's token (no key needed)."
+    )
+    email = serializers.CharField(
+        required=False, max_length=320, help_text="With a key holding preferences_manage."
+    )
+    subscriptions = _SubscriptionSerializer(many=True, max_length=100)
+    subscribed = serializers.BooleanField(required=False)
+
+    class Meta:
+        ref_name = "PreferencesUpdate"
+
+
+class OkSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+
+    class Meta:
+        ref_name = "Ok"
+
+
+_SYNC_MOMENT = {
+    "nullable": True,
+    "oneOf": [
+        {"type": "string", "format": "date-time", "maxLength": 40},
+        {"type": "integer", "minimum": 0, "description": "Epoch milliseconds."},
+    ],
+}
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["email"],
+        "properties": {
+            "email": {"type": "string", "format": "email", "maxLength": 320},
+            "externalId": {"type": "string", "nullable": True, "maxLength": 255},
+            "name": {"type": "string", "nullable": True, "maxLength": 200},
+            "plan": {"type": "string", "nullable": True, "maxLength": 100},
+            "state": {"type": "string", "nullable": True, "maxLength": 100},
+            "subscribed": {"type": "boolean"},
+            "deleted": {"type": "boolean", "description": "True deletes the contact."},
+            "sourceUpdatedAt": _SYNC_MOMENT,
+            "planStartedAt": _SYNC_MOMENT,
+            "planEndsAt": _SYNC_MOMENT,
+            "categories": {
+                "oneOf": [
+                    {"type": "array", "items": {"type": "string"}, "maxItems": 100},
+                    {"type": "object", "additionalProperties": {"type": "boolean"}},
+                ],
+                "description": "Keys subscribed to, or key to true/false.",
+            },
+            "metadata": {"type": "object", "maxProperties": 20},
+            "eventId": {"type": "string", "minLength": 1, "maxLength": 255},
+        },
+    }
+)
+class _ContactRow(serializers.Field):
+    pass
+
+
+class ContactsSyncRequestSerializer(serializers.Serializer):
+    source = serializers.CharField(max_length=100)
+    contacts = serializers.ListField(child=_ContactRow(), min_length=1, max_length=1000)
+
+    class Meta:
+        ref_name = "ContactsSyncRequest"
+
+
+class _SyncErrorSerializer(serializers.Serializer):
+    email = serializers.CharField(allow_blank=True)
+    message = serializers.CharField()
+
+    class Meta:
+        ref_name = "ContactsSyncError"
+
+
+class ContactsSyncResultSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    source = serializers.CharField()
+    processed = serializers.IntegerField()
+    created = serializers.IntegerField()
+    updated = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    skippedStale = serializers.IntegerField()  # noqa: N815
+    skippedDuplicate = serializers.IntegerField()  # noqa: N815
+    unsubscribed = serializers.IntegerField()
+    resubscribed = serializers.IntegerField()
+    replayed = serializers.BooleanField()
+    syncedAt = serializers.DateTimeField()  # noqa: N815
+    errors = _SyncErrorSerializer(many=True)
+
+    class Meta:
+        ref_name = "ContactsSyncResult"
 
 
 # -- headers ----------------------------------------------------------------------------------
@@ -539,7 +680,7 @@ LIST_PARAMETERS = [
         "limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}, _QUERY
     ),
     OpenApiParameter("cursor", {"type": "string", "maxLength": timeline.CURSOR_MAX_LENGTH}, _QUERY),
-    OpenApiParameter("status", {"type": "string", "enum": ["pending", "sent", "failed"]}, _QUERY),
+    OpenApiParameter("status", {"type": "string", "enum": SEND_STATUSES}, _QUERY),
     OpenApiParameter("endpoint", {"type": "string", "enum": ["send", "send-global"]}, _QUERY),
     OpenApiParameter(
         "to",
@@ -686,6 +827,109 @@ def _annotate() -> None:
             tags=["Events"],
         )
     )(event_api.MetricsView)
+
+    _annotate_recipients()
+
+
+# The recipient's own token or a key: either key header, or none at all.
+_RECIPIENT_OR_KEY = [{"bearerAuth": []}, {"apiKeyHeader": []}, {}]
+
+PREFERENCES_RESPONSES = {
+    **AUTH_ERRORS,
+    400: problem("Invalid token, parameter or categoryKey (named in details)", "validation_error"),
+    403: problem("Missing scope or paused organization (keys only)", "missing_scope"),
+    404: problem("Unknown contact", "not_found"),
+    503: problem("The database is unavailable", "service_unavailable"),
+}
+
+
+def _annotate_recipients() -> None:
+    extend_schema_view(
+        get=extend_schema(
+            summary="A recipient's preferences",
+            operation_id="preferences_retrieve",
+            description=(
+                "By `token` (the recipient's own, from an unsubscribe link; no key) or by "
+                "`email` (a key with `preferences_read`). Exactly one of the two."
+            ),
+            auth=_RECIPIENT_OR_KEY,
+            parameters=[
+                OpenApiParameter("token", {"type": "string", "maxLength": 1000}, _QUERY),
+                OpenApiParameter("email", {"type": "string", "maxLength": 320}, _QUERY),
+            ]
+            + REQUEST_ID_HEADERS,
+            responses=_with_media_types({200: PreferencesSerializer, **PREFERENCES_RESPONSES}),
+            tags=["Recipients"],
+        ),
+        post=extend_schema(
+            summary="Change a recipient's preferences",
+            operation_id="preferences_update",
+            description=(
+                "By `token` (no key) or `email` (a key with `preferences_manage`). Turning a "
+                "category or `subscribed` off puts the address on the suppression list for it; "
+                "turning it on lifts only that unsubscribe, never a bounce or complaint."
+            ),
+            auth=_RECIPIENT_OR_KEY,
+            request={"application/json": PreferencesUpdateSerializer},
+            parameters=REQUEST_ID_HEADERS,
+            responses=_with_media_types(
+                {
+                    200: OkSerializer,
+                    **PREFERENCES_RESPONSES,
+                    413: problem("Request body too large", "payload_too_large"),
+                    415: problem("The body is not JSON", "unsupported_media_type"),
+                }
+            ),
+            tags=["Recipients"],
+        ),
+    )(contacts_api.PreferencesView)
+    sync_headers = [
+        header for header in SEND_HEADERS if header.name in ("Idempotency-Key", "Retry-After")
+    ] + [
+        OpenApiParameter(
+            "Idempotency-Replayed",
+            {"type": "string", "enum": ["true"]},
+            _HEADER,
+            response=[200],
+            description="Present on a replayed result.",
+        )
+    ]
+    extend_schema_view(
+        post=extend_schema(
+            summary="Sync contacts",
+            operation_id="contacts_sync",
+            description=(
+                "Up to 1,000 contacts a call. An `Idempotency-Key` header, or an `eventId` on "
+                "every contact, is required. Rows are applied one by one: a bad row is reported "
+                "in `errors`, a row older than the stored `sourceUpdatedAt` is skipped as "
+                "stale, a repeated `eventId` as a duplicate; `deleted: true` deletes the "
+                "contact. No sync lifts a hard-bounce or complaint suppression."
+            ),
+            request={"application/json": ContactsSyncRequestSerializer},
+            parameters=REQUEST_ID_HEADERS + sync_headers + [_AUTH_HEADER],
+            responses=_with_media_types(
+                {
+                    200: ContactsSyncResultSerializer,
+                    **AUTH_ERRORS,
+                    400: problem(
+                        "Malformed body, too many or no contacts, no idempotency key",
+                        "validation_error",
+                    ),
+                    409: problem(
+                        "A request with this idempotency key is still running",
+                        "idempotency_in_progress",
+                    ),
+                    413: problem("Request body too large", "payload_too_large"),
+                    415: problem("The body is not JSON", "unsupported_media_type"),
+                    422: problem(
+                        "Idempotency key reused with a different body", "idempotency_key_reused"
+                    ),
+                    503: problem("The database is unavailable", "service_unavailable"),
+                }
+            ),
+            tags=["Recipients"],
+        )
+    )(contacts_api.ContactsSyncView)
 
 
 _annotate()

@@ -136,6 +136,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "corsheaders",
     "accounts",
+    "contacts",
     "sends",
     "usage",
 ]

@@ -99,7 +99,15 @@ class IdempotencyRecordAdmin(ReadOnlyModelAdmin):
 
 @admin.register(Policy)
 class PolicyAdmin(admin.ModelAdmin):
-    list_display = ["key", "organization", "track_opens", "track_clicks", "created_at"]
+    list_display = [
+        "key",
+        "organization",
+        "category",
+        "one_click_unsubscribe",
+        "track_opens",
+        "track_clicks",
+        "created_at",
+    ]
     list_select_related = ["organization"]
     raw_id_fields = ["organization"]
     search_fields = ["key", "organization__name"]

@@ -16,7 +16,7 @@ from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 
 from accounts.models import Organization
-from sends.domains import to_ascii
+from fluxomail.addresses import to_ascii
 from sends.models import Message
 
 logger = logging.getLogger("fluxomail.delivery")

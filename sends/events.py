@@ -14,8 +14,10 @@ from email.utils import parseaddr
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
+from contacts import services as contacts_services
+from contacts.models import Suppression
+from fluxomail.times import iso, parse_moment  # noqa: F401 (part of this module's API)
 from sends.models import Event, EventCounter, Message, Send
 
 Type = Event.Type
@@ -34,37 +36,6 @@ _COUNTER = {
     Type.FAILED: Name.FAILED,
     Type.DROPPED: Name.DROPPED,
 }
-
-
-def iso(value: datetime | None) -> str | None:
-    """ISO 8601 in UTC with a Z, to the millisecond."""
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_moment(value: str) -> datetime | None:
-    """An ISO 8601 date-time (no offset: UTC) or epoch milliseconds, as an aware UTC datetime;
-    None when it is neither or out of range."""
-    if value.isascii() and value.isdigit():
-        if len(value) > 15:  # past the year 33000: not a moment of this service
-            return None
-        try:
-            return datetime.fromtimestamp(int(value) / 1000, UTC)
-        except (OverflowError, ValueError, OSError):
-            return None
-    try:
-        moment = parse_datetime(value)
-    except (ValueError, OverflowError):
-        return None
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    try:
-        return moment.astimezone(UTC)
-    except (OverflowError, ValueError):
-        return None
 
 
 def address_of(recipient: str) -> str:
@@ -220,7 +191,24 @@ def record(
             except IntegrityError:
                 return None
         _bump(send.organization_id, event.occurred_at, _counter_names(event, send))
+        _suppress(event, send)
     return event
+
+
+def _suppress(event: Event, send: Send) -> None:
+    """A hard bounce or a complaint puts the address on the suppression list for all mail."""
+    if event.type == Type.BOUNCED and event.data.get("bounceType") == "hard":
+        reason = Suppression.Reason.HARD_BOUNCE
+    elif event.type == Type.COMPLAINED:
+        reason = Suppression.Reason.COMPLAINT
+    else:
+        return
+    contacts_services.suppress_for_event(
+        organization_id=send.organization_id,
+        address=event.data.get("to") or address_of(send.to),
+        reason=reason,
+        event_id=event.public_id,
+    )
 
 
 def envelope(event: Event) -> dict:
@@ -281,5 +269,8 @@ def sentence(event: dict) -> str:
     if kind == Type.FAILED:
         return _with_code(f"Failed: {reason or 'the provider refused it'}", data) + "."
     if kind == Type.DROPPED:
+        why = data.get("suppressionReason")
+        if reason == "suppressed" and why:
+            return f"Not sent: the address is on the suppression list ({why.replace('_', ' ')})."
         return f"Not sent: {reason or 'suppressed'}."
     return kind

@@ -1,20 +1,29 @@
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
 from accounts.models import ApiKey, Organization
+from contacts.models import Category
 from fluxomail.ids import new_id
 
 
 class PolicyQuerySet(models.QuerySet):
     def ensure_defaults(self, organization: Organization) -> None:
-        for key in Policy.DEFAULT_KEYS:
-            self.get_or_create(organization=organization, key=key)
+        for key, defaults in Policy.DEFAULTS.items():
+            self.get_or_create(organization=organization, key=key, defaults=defaults)
+        Category.objects.ensure_defaults(organization)
 
 
 class Policy(models.Model):
     """How an organization's mail of one kind is handled (`transactional`, `bulk`, ...)."""
 
-    DEFAULT_KEYS = ("transactional", "bulk")
+    # Bulk mail may be opted out of (its category) and carries one-click unsubscribe (RFC 8058);
+    # transactional mail names no category.
+    DEFAULTS = {
+        "transactional": {},
+        "bulk": {"category": "bulk", "one_click_unsubscribe": True},
+    }
+    DEFAULT_KEYS = tuple(DEFAULTS)
 
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="policies"
@@ -22,6 +31,16 @@ class Policy(models.Model):
     key = models.SlugField(max_length=50)
     track_opens = models.BooleanField(default=True)
     track_clicks = models.BooleanField(default=True)
+    category = models.SlugField(
+        max_length=50,
+        blank=True,
+        help_text="Key of the contacts category this mail belongs to; empty: transactional "
+        "(held back only by bounces, complaints, manual and global suppressions).",
+    )
+    one_click_unsubscribe = models.BooleanField(
+        default=False,
+        help_text="Add List-Unsubscribe (RFC 8058 one-click) headers and an unsubscribe footer.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = PolicyQuerySet.as_manager()
@@ -36,6 +55,16 @@ class Policy(models.Model):
     def __str__(self) -> str:
         return self.key
 
+    def clean(self) -> None:
+        # An unsubscribe link names the category; one the organization lacks would not verify.
+        if (
+            self.category
+            and not (
+                Category.objects.filter(organization_id=self.organization_id, key=self.category)
+            ).exists()
+        ):
+            raise ValidationError({"category": "The organization has no category with this key."})
+
 
 class SendQuerySet(models.QuerySet):
     def for_org(self, organization: Organization) -> "SendQuerySet":
@@ -46,6 +75,7 @@ class Send(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
         SENT = "sent", "Sent"
+        SUPPRESSED = "suppressed", "Suppressed"
         FAILED = "failed", "Failed"
 
     class Endpoint(models.TextChoices):
@@ -67,6 +97,9 @@ class Send(models.Model):
     request_id = models.CharField(max_length=128, blank=True)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    suppressed = models.JSONField(
+        default=list, blank=True, help_text="cc/bcc addresses left out: on the suppression list."
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
     # The first human open and the first click: set once by a conditional UPDATE, so that the

@@ -16,7 +16,7 @@ from django.core.validators import validate_email
 from rest_framework import serializers
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
-from sends.domains import to_ascii
+from fluxomail.addresses import to_ascii
 from sends.mime import MAX_LINE, header_fits
 from sends.models import Policy
 
@@ -65,8 +65,8 @@ def no_control(value: str) -> None:
 
 
 def ascii_address(addr: str) -> str:
-    """`addr` with its domain in ASCII (IDNA 2008, `sends.domains`); ValidationError when it
-    cannot be sent.
+    """`addr` with its domain in ASCII (IDNA 2008, `fluxomail.addresses.to_ascii`);
+    ValidationError when it cannot be sent.
 
     The local part must be ASCII already: sending it otherwise needs SMTPUTF8 end to end.
     """
@@ -416,8 +416,9 @@ class SendEmailSerializer(StrictSerializer):
         if errors:
             raise serializers.ValidationError(errors)
         attrs.setdefault("policyKey", DEFAULT_POLICY)
-        if self.policy is None and attrs.get("htmlContent"):
-            # Rendering needs the policy's tracking switches; only then is the default looked up.
+        if self.policy is None:
+            # Every mail needs its policy: the category the suppression check applies, the
+            # one-click unsubscribe switch and, for HTML, the tracking switches.
             self.policy = Policy.objects.filter(
                 organization=self.organization, key=attrs["policyKey"]
             ).first()

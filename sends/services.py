@@ -16,6 +16,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import ApiKey, Organization
+from contacts import mail as contacts_mail
+from contacts import services as contacts_services
 from fluxomail.api import DeliveryOutcomeUnknown, InternalError
 from sends import delivery, events, idempotency
 from sends.mime import Email
@@ -49,9 +51,14 @@ def _build_message(
     # customer is the organization's public slug: its integer pk would tell every recipient how
     # many organizations the service has.
     headers["Feedback-ID"] = f"{send.public_id}:{organization.slug}:{send.policy_key}:fluxomail"
+    content, html = data["content"], data.get("htmlContent")
+    if policy is not None and policy.one_click_unsubscribe:
+        links = contacts_mail.one_click(organization, data["to"], policy.category)
+        headers.update(links.headers)
+        content, html = links.text(content), html and links.html(html)
     message = Email(
         subject=data["subject"],
-        body=data["content"],
+        body=content,
         from_email=_from_header(organization, data),
         to=[data["to"]],
         cc=data.get("cc") or None,
@@ -59,7 +66,6 @@ def _build_message(
         reply_to=[data["replyTo"]] if data.get("replyTo") else None,
         headers=headers,
     )
-    html = data.get("htmlContent")
     if html:
         if policy is None:
             # The policy was deleted after the request was validated: no tracking switches on.
@@ -79,7 +85,9 @@ def _build_message(
     return message
 
 
-def _create_send(*, organization, key, endpoint, data, request_id, idempotency_key) -> Send:
+def _create_send(
+    *, organization, key, endpoint, data, request_id, idempotency_key, suppressed=()
+) -> Send:
     now = timezone.now()
     send = Send(
         organization=organization,
@@ -94,6 +102,7 @@ def _create_send(*, organization, key, endpoint, data, request_id, idempotency_k
         request_id=request_id,
         idempotency_key=idempotency_key,
         metadata=data.get("metadata", {}),
+        suppressed=list(suppressed),
         created_at=now,
         updated_at=now,
     )
@@ -169,6 +178,14 @@ def send_email(
     record = claim.record if claim is not None else None
     send = record.send if record is not None else None
     try:
+        # The suppression list, for to, cc and bcc together: one query (contacts.services).
+        screening = contacts_services.screen(
+            organization_id=org.pk,
+            category=policy.category if policy is not None else "",
+            to=data["to"],
+            cc=data.get("cc", []),
+            bcc=data.get("bcc", []),
+        )
         if send is None:
             send = _create_send(
                 organization=org,
@@ -177,11 +194,16 @@ def send_email(
                 data=data,
                 request_id=request_id,
                 idempotency_key=record.key if record is not None else None,
+                suppressed=screening.left_out,
             )
-        message = _build_message(org, send, data, policy)
+        if screening.to_reason is None:
+            deliverable = {**data, "cc": screening.cc, "bcc": screening.bcc}
+            message = _build_message(org, send, deliverable, policy)
     except Exception as exc:
         logger.error("send preparation failed: %s", type(exc).__name__, exc_info=exc)
         _fail(InternalError(extra=_send_id(send)), exc, record=record, send=send)
+    if screening.to_reason is not None:
+        return _drop(send, record, screening.to_reason)
 
     attempt = Message(
         send=send,
@@ -237,4 +259,25 @@ def send_email(
             "could not record %s as sent: %s", send.public_id, type(exc).__name__, exc_info=exc
         )
         raise DeliveryOutcomeUnknown(extra=_send_id(send)) from exc
+    return SendResult(body)
+
+
+def _drop(send: Send, record: IdempotencyRecord | None, reason: str) -> SendResult:
+    """The `to` is suppressed: nothing is delivered, an `email.dropped` event says why, and the
+    answer (status `suppressed`) is what an idempotent replay returns too."""
+    body = {
+        "sendId": send.public_id,
+        "status": Send.Status.SUPPRESSED.value,
+        "messageId": None,
+        "reused": False,
+    }
+    with transaction.atomic():
+        events.record(
+            send=send,
+            type=Event.Type.DROPPED,
+            data={"reason": "suppressed", "suppressionReason": reason},
+        )
+        send.mark(Send.Status.SUPPRESSED)
+        if record is not None:
+            idempotency.complete(record, send, body)
     return SendResult(body)

@@ -29,7 +29,7 @@ from django.utils.encoding import iri_to_uri
 from lxml import etree
 from lxml import html as lxml_html
 
-from sends.domains import to_ascii
+from fluxomail.addresses import to_ascii
 
 logger = logging.getLogger("fluxomail.tracking")
 

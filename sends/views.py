@@ -16,6 +16,7 @@ from accounts.models import Scope
 from fluxomail import parsers
 from fluxomail.api import ValidationFailed
 from sends import idempotency, ratelimit, services
+from sends.models import Send
 from sends.serializers import SendEmailSerializer
 from usage import recording
 
@@ -84,7 +85,15 @@ class SendEmailView(APIView):
         if replayed:
             response["Idempotency-Replayed"] = "true"
         self._decorate(request, response)
-        self._count(request, response.status_code, sent=not replayed, replayed=replayed)
+        fresh = not replayed
+        suppressed = body.get("status") == Send.Status.SUPPRESSED
+        self._count(
+            request,
+            response.status_code,
+            sent=fresh and not suppressed,
+            suppressed=fresh and suppressed,
+            replayed=replayed,
+        )
         return response
 
     def finalize_error_response(self, request, response, error) -> None:
@@ -109,7 +118,14 @@ class SendEmailView(APIView):
                     response[name] = value
 
     def _count(
-        self, request, status: int, *, code: str = "", sent: bool = False, replayed: bool = False
+        self,
+        request,
+        status: int,
+        *,
+        code: str = "",
+        sent: bool = False,
+        suppressed: bool = False,
+        replayed: bool = False,
     ) -> None:
         key = getattr(request, "auth", None)
         if key is None:
@@ -122,6 +138,7 @@ class SendEmailView(APIView):
                 status=status,
                 code=code,
                 sent=sent and status == 200,
+                suppressed=suppressed,
                 replayed=replayed,
                 latency_ms=int((time.monotonic() - self.started) * 1000),
             )

@@ -256,8 +256,13 @@ def use_smtp_server(settings, port: int, *, timeout: float = 5) -> None:
 
 @pytest.fixture
 def smtp_server(settings):
-    """Points Django's email settings at a fresh aiosmtpd server on 127.0.0.1."""
+    """Points Django's email settings at a fresh aiosmtpd server on 127.0.0.1 (no pooled
+    connection to an earlier test's server is reused)."""
+    from sends.delivery import PooledSMTPBackend
+
+    PooledSMTPBackend.close_all()
     sink = SmtpSink(free_port()).start()
     use_smtp_server(settings, sink.port)
     yield sink
+    PooledSMTPBackend.close_all()
     sink.stop()

@@ -97,7 +97,7 @@ def test_owner_sees_usage_creates_uses_and_revokes_a_key(
     cells = page.locator(
         f"#chart-outcome table tbody tr:has(th:text-is('{today}')) td"
     ).all_text_contents()
-    assert cells == ["17", "3", "5", "4", "2"]
+    assert cells == ["17", "0", "3", "5", "4", "2"]
     assert page.locator("#month-totals [data-metric=requests]").text_content() in ("31", "37")
     page.screenshot(path=str(ARTIFACTS / "dashboard-usage.png"), full_page=True)
 

@@ -184,13 +184,13 @@ def test_usage_tables_equal_the_seeded_rows(alice_client, history):
     assert outcome[0][0] == "2026-02-14"
     by_day = {row[0]: row[1:] for row in outcome}
     assert table_header(html, "outcome") == [
-        "Day", "sent", "replayed", "rejected", "rate-limited", "failed"
+        "Day", "sent", "suppressed", "replayed", "rejected", "rate-limited", "failed"
     ]  # fmt: skip
-    assert by_day["2026-03-15"] == ["15", "2", "2", "1", "1"]
-    assert by_day["2026-03-14"] == ["4", "0", "1", "0", "1"]
-    assert by_day["2026-03-10"] == ["9", "0", "0", "0", "0"]
-    assert by_day["2026-03-01"] == ["2", "0", "0", "0", "0"]
-    assert by_day["2026-03-13"] == ["0", "0", "0", "0", "0"]
+    assert by_day["2026-03-15"] == ["15", "0", "2", "2", "1", "1"]
+    assert by_day["2026-03-14"] == ["4", "0", "0", "1", "0", "1"]
+    assert by_day["2026-03-10"] == ["9", "0", "0", "0", "0", "0"]
+    assert by_day["2026-03-01"] == ["2", "0", "0", "0", "0", "0"]
+    assert by_day["2026-03-13"] == ["0", "0", "0", "0", "0", "0"]
 
     assert table_header(html, "endpoint") == ["Day", "send", "send-global"]
     endpoint = {row[0]: row[1:] for row in table_rows(html, "endpoint")}
@@ -215,6 +215,7 @@ def test_usage_charts_carry_the_same_numbers_as_the_tables(alice_client, history
     day = outcome.labels.index("2026-03-15")
     assert {name: values[day] for name, values in outcome.rows.items()} == {
         "sent": 15,
+        "suppressed": 0,
         "replayed": 2,
         "rejected": 2,
         "rate-limited": 1,
@@ -222,6 +223,7 @@ def test_usage_charts_carry_the_same_numbers_as_the_tables(alice_client, history
     }
     assert outcome.totals == {
         "sent": 30,
+        "suppressed": 0,
         "replayed": 2,
         "rejected": 3,
         "rate-limited": 1,
@@ -256,7 +258,7 @@ def test_ninety_days_include_older_usage(alice_client, history):
     html = alice_client.get("/dashboard/usage/?days=90").content.decode()
     by_day = {row[0]: row[1:] for row in table_rows(html, "outcome")}
     assert len(by_day) == 90
-    assert by_day["2026-02-01"] == ["50", "0", "0", "0", "0"]
+    assert by_day["2026-02-01"] == ["50", "0", "0", "0", "0", "0"]
 
 
 def test_unknown_range_falls_back_to_thirty_days(alice_client, history):

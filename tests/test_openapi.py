@@ -28,10 +28,12 @@ def test_document_is_valid_openapi_3(document):
 
 def test_document_lists_every_api_operation(document):
     assert sorted(document["paths"]) == [
+        "/api/v1/contacts/sync",
         "/api/v1/emails/send",
         "/api/v1/emails/send-global",
         "/api/v1/events",
         "/api/v1/metrics",
+        "/api/v1/preferences",
         "/api/v1/sends",
         "/api/v1/sends/{send_id}",
     ]
@@ -113,9 +115,12 @@ def test_document_declares_bearer_and_x_api_key_as_alternatives(document):
         "description": "An API key: `flx_` + 8-character id + `_` + secret.",
     }
     assert schemes["apiKeyHeader"] == {"type": "apiKey", "in": "header", "name": "x-api-key"}
-    for path in document["paths"].values():
+    keys = [{"bearerAuth": []}, {"apiKeyHeader": []}]
+    for name, path in document["paths"].items():
         for operation in path.values():
-            assert operation["security"] == [{"bearerAuth": []}, {"apiKeyHeader": []}]
+            # The preferences also answer to the recipient's own token, without a key.
+            optional = name == "/api/v1/preferences"
+            assert operation["security"] == (keys + [{}] if optional else keys), name
 
 
 def test_document_needs_no_key_and_ignores_a_bad_one(db):
@@ -164,3 +169,35 @@ def test_timeline_operations_document_their_bodies_filters_and_errors(document):
     }
     attempt = document["components"]["schemas"]["MessageAttempt"]
     assert "from" in attempt["properties"] and "from_" not in attempt["properties"]
+
+
+def test_recipient_operations_document_their_bodies_and_errors(document):
+    schemas = document["components"]["schemas"]
+    preferences = document["paths"]["/api/v1/preferences"]
+    assert {p["name"] for p in preferences["get"]["parameters"] if p["in"] == "query"} == {
+        "token",
+        "email",
+    }
+    assert preferences["get"]["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Preferences"
+    }
+    assert set(schemas["Preferences"]["properties"]) == {
+        "contact",
+        "categories",
+        "subscriptions",
+        "subscribed",
+    }
+    assert {"400", "401", "403", "404", "415"} <= set(preferences["post"]["responses"])
+    sync = document["paths"]["/api/v1/contacts/sync"]["post"]
+    assert {"200", "400", "401", "403", "409", "413", "415", "422"} <= set(sync["responses"])
+    request = schemas["ContactsSyncRequest"]
+    assert request["properties"]["contacts"]["maxItems"] == 1000
+    assert request["properties"]["contacts"]["minItems"] == 1
+    assert set(schemas["ContactsSyncResult"]["required"]) == {
+        "ok", "source", "processed", "created", "updated", "failed", "skippedStale",
+        "skippedDuplicate", "unsubscribed", "resubscribed", "replayed", "syncedAt", "errors",
+    }  # fmt: skip
+    result = schemas["SendEmailResult"]["properties"]
+    status_ref = result["status"]["allOf"][0]["$ref"].rsplit("/", 1)[1]
+    assert schemas[status_ref]["enum"] == ["sent", "suppressed"]
+    assert result["messageId"]["nullable"] is True

@@ -9,17 +9,22 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from contacts.services import suppress
+
 SEND = "/api/v1/emails/send"
 
 # The real numbers (see README, "Query budget"): a fresh send with an idempotency key is
-# auth 1 + idempotency lookup 1 + policy 1 + claim 1 + send 1 + message 1 + event 1 + event
-# counter upsert 1 (the metrics' source) + send status 1 + record completion 1 + usage upsert 1,
-# plus the BEGIN and COMMIT that wrap the five writes after delivery into one commit (one WAL
-# flush instead of five).
-FRESH_WITH_KEY = 13
-FRESH_WITHOUT_KEY = 10
-TEXT_ONLY_WITHOUT_KEY = 9
+# auth 1 + idempotency lookup 1 + policy 1 + claim 1 + suppression check 1 + send 1 + message 1
+# + event 1 + event counter upsert 1 (the metrics' source) + send status 1 + record completion
+# 1 + usage upsert 1, plus the BEGIN and COMMIT that wrap the five writes after delivery into
+# one commit (one WAL flush instead of five).
+FRESH_WITH_KEY = 14
+FRESH_WITHOUT_KEY = 11
+# Every mail needs its policy (category, one-click switch), text-only ones too.
+TEXT_ONLY_WITHOUT_KEY = 11
 REPLAY = 3
+# A suppressed `to`: as a fresh send with a key, without the message row (nothing delivered).
+SUPPRESSED_WITH_KEY = 13
 
 
 def send(api, key, body, **extra):
@@ -55,7 +60,7 @@ class TestQueryBudget:
         with django_assert_max_num_queries(FRESH_WITHOUT_KEY):
             assert send(api, warm_key, seed_body).status_code == 200
 
-    def test_text_only_send_needs_no_policy_lookup(
+    def test_text_only_send_costs_as_much_as_an_html_send(
         self, api, warm_key, seed_body, django_assert_max_num_queries
     ):
         del seed_body["htmlContent"]
@@ -67,3 +72,16 @@ class TestQueryBudget:
         with django_assert_max_num_queries(REPLAY):
             response = send(api, warm_key, seed_body, HTTP_IDEMPOTENCY_KEY="budget-2")
         assert response.json()["reused"] is True
+
+    def test_suppressed_send_with_an_idempotency_key(
+        self, api, warm_key, seed_body, django_assert_max_num_queries
+    ):
+        suppress(
+            organization_id=warm_key.key.organization_id,
+            address=seed_body["to"],
+            reason="manual",
+            actor="test",
+        )
+        with django_assert_max_num_queries(SUPPRESSED_WITH_KEY):
+            response = send(api, warm_key, seed_body, HTTP_IDEMPOTENCY_KEY="budget-3")
+        assert response.json()["status"] == "suppressed"

@@ -19,6 +19,7 @@ from usage.models import COUNTER_FIELDS, UsageCounter, UsageRejection
 # The outcomes of a request as the charts name them, with the counter column that holds each.
 OUTCOMES: list[tuple[str, str]] = [
     ("sent", "sends"),
+    ("suppressed", "suppressed"),
     ("replayed", "replays"),
     ("rejected", "rejected"),
     ("rate-limited", "rate_limited"),

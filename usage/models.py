@@ -7,6 +7,7 @@ from accounts.models import ApiKey, Organization
 COUNTER_FIELDS = (
     "requests",
     "sends",
+    "suppressed",
     "replays",
     "rejected",
     "rate_limited",
@@ -25,6 +26,9 @@ class UsageCounter(models.Model):
     hour = models.DateTimeField(help_text="Start of the UTC hour.")
     requests = models.PositiveIntegerField(default=0)
     sends = models.PositiveIntegerField(default=0)
+    suppressed = models.PositiveIntegerField(
+        default=0, help_text="200 answers that delivered nothing: the recipient is suppressed."
+    )
     replays = models.PositiveIntegerField(default=0)
     rejected = models.PositiveIntegerField(default=0, help_text="4xx answers other than 429.")
     rate_limited = models.PositiveIntegerField(default=0)

@@ -42,6 +42,7 @@ class Outcome:
     status: int
     code: str = ""
     sent: bool = False
+    suppressed: bool = False
     replayed: bool = False
     latency_ms: int = 0
 
@@ -49,6 +50,7 @@ class Outcome:
         return {
             "requests": 1,
             "sends": int(self.sent),
+            "suppressed": int(self.suppressed),
             "replays": int(self.replayed),
             "rejected": int(400 <= self.status < 500 and self.status != 429),
             "rate_limited": int(self.status == 429),

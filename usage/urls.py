@@ -1,6 +1,6 @@
 from django.urls import path
 
-from usage import views
+from usage import recipients, views
 
 urlpatterns = [
     path("accounts/login/", views.LoginView.as_view(), name="login"),
@@ -17,5 +17,20 @@ urlpatterns = [
         "dashboard/sends/<str:public_id>/preview",
         views.send_preview,
         name="dashboard-send-preview",
+    ),
+    path("dashboard/suppressions/", recipients.suppressions, name="dashboard-suppressions"),
+    path(
+        "dashboard/suppressions/remove",
+        recipients.remove_suppression,
+        name="dashboard-suppression-remove",
+    ),
+    path(
+        "dashboard/suppressions.csv", recipients.suppressions_csv, name="dashboard-suppressions-csv"
+    ),
+    path("dashboard/contacts/", recipients.contacts, name="dashboard-contacts"),
+    path(
+        "dashboard/contacts/<str:public_id>/",
+        recipients.contact_detail,
+        name="dashboard-contact",
     ),
 ]

@@ -1,0 +1,45 @@
+"""Email addresses as the service compares them: one normal form for sends and suppressions.
+
+The send API turns every address's domain into its ASCII (IDNA, punycode) form before a mail
+leaves (sends.serializers.ascii_address); the suppression list stores and looks addresses up in
+that same form, lower-cased as a whole (see the README, "Suppression"), so that an address
+written with a Unicode domain, in capitals or as `Name <addr>` is one address everywhere.
+"""
+
+from email.utils import parseaddr
+
+import idna
+
+
+def to_ascii(domain: str) -> str:
+    """The domain in ASCII (A-labels), IDNA 2008 with UTS #46 mapping, as browsers encode it;
+    raises idna.IDNAError (a UnicodeError) when refused.
+
+    Python's `idna` codec is IDNA 2003, which maps some letters to others: `faß.de` would become
+    `fass.de`, a different domain (IDNA 2008: `xn--fa-hia.de`), `ς` would become `σ`, and a
+    zero-width joiner would vanish. An ASCII domain is returned as written; its `xn--` labels
+    must decode to valid IDNA 2008 labels. A non-ASCII one is mapped with UTS #46
+    (non-transitional, so `ß` and `ς` stay themselves; lower case) and encoded; what IDNA 2008
+    disallows (emoji, a joiner outside the scripts that need it, symbols) is refused rather
+    than guessed at. Every domain the service encodes (recipients, the sending identity,
+    tracked link hosts, suppressions) goes through here.
+    """
+    if domain.isascii():
+        for label in domain.split("."):
+            if label[:4].lower() == "xn--":
+                idna.ulabel(label)
+        return domain
+    return idna.encode(domain, uts46=True).decode("ascii")
+
+
+def normalize(address: str) -> str:
+    """The bare address of `addr` or `Name <addr>`, IDNA domain, lower-cased; ValueError when
+    it has no `@` or its domain cannot be encoded."""
+    addr = parseaddr(address)[1] or address.strip()
+    local, at, domain = addr.rpartition("@")
+    if not at or not local or not domain:
+        raise ValueError("Enter a valid email address.")
+    try:
+        return f"{local}@{to_ascii(domain)}".lower()
+    except UnicodeError:
+        raise ValueError("The domain is not a valid internationalised domain name.") from None

@@ -34,7 +34,8 @@ class Who(serializers.Serializer):
     """`token` (the recipient) or `email` (a caller with a key): exactly one."""
 
     token = StrictCharField(required=False, max_length=tokens.MAX_LENGTH, trim_whitespace=False)
-    email = StrictCharField(required=False, max_length=320)
+    # RFC 5321's longest path; also keeps GET's request line bounded (see the OpenAPI).
+    email = StrictCharField(required=False, max_length=254)
 
     def validate_email(self, value: str) -> str:
         try:

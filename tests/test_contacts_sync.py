@@ -238,6 +238,31 @@ def test_the_list_is_bounded_before_any_row_is_read(api, sync_key):
     assert not SyncRequest.objects.exists()
 
 
+def test_an_address_with_a_nul_character_is_a_failed_row_never_a_500(api, sync_key):
+    # Found live on PostgreSQL: {"email": "a\u0000b@example.com"} answered 500 (the lookup
+    # by address sent the NUL to the database), and so did a NUL in a display name.
+    rows = [
+        {"email": "a\u0000b@example.com"},
+        {"email": "Name\u0000 <c@example.com>"},
+        {"email": "ok@example.com"},
+    ]
+    response = sync(api, sync_key, {"source": "crm", "contacts": rows}, "k")
+    assert response.status_code == 200
+    assert counts(response.json(), created=1, failed=2)
+    assert list(Contact.objects.values_list("email", flat=True)) == ["ok@example.com"]
+
+
+def test_a_thousand_contact_sync_costs_a_bounded_number_of_queries(
+    api, sync_key, django_assert_max_num_queries
+):
+    # Found live through gunicorn: 1,000 bare rows took 8.5 s (75 ordinary sends), 1,000 rows
+    # with every field 30 s, at the worker timeout; each row costs its own queries.
+    rows = [{"email": f"user{i}@example.com", "subscribed": i % 2 == 0} for i in range(1000)]
+    with django_assert_max_num_queries(100):
+        response = sync(api, sync_key, {"source": "crm", "contacts": rows}, "k")
+    assert counts(response.json(), created=1000, unsubscribed=500)
+
+
 def test_a_thousand_contacts_are_one_call(api, sync_key):
     rows = [{"email": f"user{i}@example.com", "eventId": f"e-{i}"} for i in range(1000)]
     answer = sync(api, sync_key, {"source": "crm", "contacts": rows}).json()

@@ -218,3 +218,11 @@ def test_unhandled_error_body_never_carries_the_exception_text():
     assert response["Content-Type"] == PROBLEM
     for leak in ("Traceback", "RuntimeError", "SELECT", "hunter2"):
         assert leak not in response.content.decode()
+
+
+@pytest.mark.parametrize("accept", ["application/json;q=0", "text/html, application/json;q=0"])
+def test_an_accept_that_gives_json_a_weight_of_zero_rules_it_out(api, read_key, accept):
+    # RFC 9110 12.4.2: q=0 means "not acceptable". Found live: answered 200 application/json.
+    response = api.get("/api/v1/sends", HTTP_ACCEPT=accept, **read_key.bearer)
+
+    assert_problem_answer(response, JSON, 406, "not_acceptable", "Not acceptable")

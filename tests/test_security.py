@@ -10,7 +10,7 @@ import re
 
 import pytest
 from django.db import connection
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import NoReverseMatch, reverse
 
 from accounts.models import ApiKey
@@ -95,6 +95,29 @@ def test_api_keys_never_appear_in_any_live_server_log_of_the_session(alice, make
     logs = all_logs()  # this test's server and every other live server of this session
     assert "POST /api/v1/emails/send" in logs
     assert_no_key_material(logs, [*tokens, revoked.token])
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_unsubscribe_tokens_never_appear_in_a_live_servers_access_log(alice):
+    # Found live: gunicorn's access log line is the request line with its query string, so the
+    # recipient's token (which unsubscribes and changes preferences) was written to the log.
+    from urllib.parse import quote
+
+    from contacts import tokens
+    from tests.servers import LiveServers
+
+    with LiveServers(count=1) as servers:
+        # Signed with the live server's own key, as its mails' links are.
+        with override_settings(SECRET_KEY=servers[0].env["SECRET_KEY"]):
+            token = tokens.make(alice.organization, "reader@example.com")
+        query = quote(token, safe=":")
+        for path in ("/api/unsubscribe", "/preferences", "/api/v1/preferences"):
+            assert servers[0].request("GET", f"{path}?token={query}").status in (200, 404)
+        log = servers[0].log.read_text()
+
+    assert "GET /api/unsubscribe" in log
+    assert token.rsplit(":", 1)[1] not in log
 
 
 def test_every_key_issued_during_this_test_run_is_absent_from_stored_rows(alice, make_key):

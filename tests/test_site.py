@@ -80,3 +80,18 @@ def test_readyz_names_an_unreachable_cache(client, db):
         "checks": {"database": "ok", "cache": "unavailable"},
         "failing": ["cache"],
     }
+
+
+def test_readyz_names_missing_static_files_when_every_page_would_fail(client, db, tmp_path):
+    # Found live: a production start without `collectstatic` answered 500 on every page (the
+    # landing page, error docs, the unsubscribe and preferences pages, the dashboard) while
+    # /readyz said ok, so a load balancer kept sending recipients to it.
+    storages = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    }
+    with override_settings(STORAGES=storages, STATIC_ROOT=tmp_path):
+        response = client.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["failing"] == ["static"]

@@ -124,6 +124,17 @@ def test_addresses_match_whatever_their_case_display_name_or_unicode_domain(
     assert response.json()["status"] == "suppressed"
 
 
+def test_a_quoted_local_part_is_the_same_address_as_the_unquoted_one(
+    api, send_key, seed_body, smtp_server, acme
+):
+    # RFC 5321 4.1.2: a quoted local part that needs no quoting names the same mailbox
+    # (receiving servers unquote it); found live, it went around a hard bounce's suppression.
+    hold(acme, "user@example.com", reason=Suppression.Reason.HARD_BOUNCE)
+    response = send(api, send_key, dict(seed_body, to='"user"@example.com'))
+    assert response.json()["status"] == "suppressed"
+    assert smtp_server.messages == []
+
+
 @pytest.mark.parametrize(
     "reason", ["hard_bounce", "complaint", "manual", "unsubscribe"], ids=lambda r: r
 )

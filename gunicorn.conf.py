@@ -9,3 +9,7 @@ gunicorn itself with 414 before the application sees them.
 
 limit_request_line = 8190
 timeout = 30
+# The access log names the path without its query string (%(U)s, not %(r)s): query strings carry
+# credentials (unsubscribe and preference tokens, the stream's `token`). The request id is the
+# key to the application's own log lines.
+access_log_format = '%(h)s - - %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s "%({x-request-id}o)s" %(M)sms'

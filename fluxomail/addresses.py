@@ -6,6 +6,7 @@ that same form, lower-cased as a whole (see the README, "Suppression"), so that 
 written with a Unicode domain, in capitals or as `Name <addr>` is one address everywhere.
 """
 
+import re
 from email.utils import parseaddr
 
 import idna
@@ -32,13 +33,26 @@ def to_ascii(domain: str) -> str:
     return idna.encode(domain, uts46=True).decode("ascii")
 
 
+# A quoted local part whose inside is a plain dot-atom names the same mailbox unquoted
+# (RFC 5321 4.1.2): `"rcpt"@example.com` is `rcpt@example.com`.
+_QUOTED_DOT_ATOM = re.compile(
+    r'^"([A-Za-z0-9!#$%&\'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&\'*+/=?^_`{|}~-]+)*)"$'
+)
+
+
 def normalize(address: str) -> str:
-    """The bare address of `addr` or `Name <addr>`, IDNA domain, lower-cased; ValueError when
-    it has no `@` or its domain cannot be encoded."""
+    """The bare address of `addr` or `Name <addr>`, IDNA domain, lower-cased, a needlessly
+    quoted local part unquoted; ValueError when it has no `@`, holds a control character, or
+    its domain cannot be encoded."""
+    if any(ord(char) < 32 or 127 <= ord(char) < 160 for char in address):
+        raise ValueError("Enter a valid email address.")
     addr = parseaddr(address)[1] or address.strip()
     local, at, domain = addr.rpartition("@")
     if not at or not local or not domain:
         raise ValueError("Enter a valid email address.")
+    quoted = _QUOTED_DOT_ATOM.match(local)
+    if quoted:
+        local = quoted.group(1)
     try:
         return f"{local}@{to_ascii(domain)}".lower()
     except UnicodeError:

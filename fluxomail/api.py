@@ -192,12 +192,24 @@ def error_media_type(request: HttpRequest) -> str:
     return PROBLEM_CONTENT_TYPE
 
 
+def _weight_zero(media_range: str) -> bool:
+    for param in media_range.split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                return float(value.strip()) == 0
+            except ValueError:
+                return False
+    return False
+
+
 class ContentNegotiation(DefaultContentNegotiation):
     """DRF's negotiation, with application/problem+json standing for JSON: a client that names
     only the error media type gets its successes as application/json, not a 406."""
 
     def get_accept_list(self, request) -> list[str]:
-        accept = super().get_accept_list(request)
+        # A weight of 0 means "not acceptable" (RFC 9110 12.4.2); DRF ignores weights.
+        accept = [item for item in super().get_accept_list(request) if not _weight_zero(item)]
         if error_media_type(request) == PROBLEM_CONTENT_TYPE:
             accept.append(JSON_CONTENT_TYPE)
         return accept

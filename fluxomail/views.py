@@ -167,11 +167,23 @@ def _cache_ok() -> bool:
         return False
 
 
+def _static_ok() -> bool:
+    """Production serves hashed file names from collectstatic's manifest: without it every
+    page fails to render (a ValueError per {% static %}), so the instance is not ready."""
+    from django.contrib.staticfiles.storage import staticfiles_storage
+
+    try:
+        staticfiles_storage.url("favicon.svg")
+    except ValueError:
+        return False
+    return True
+
+
 @never_cache
 @require_GET
 def readyz(request):
     """Readiness: every part the service needs answers. 503 names the parts that do not."""
-    checks = {"database": _database_ok()}
+    checks = {"database": _database_ok(), "static": _static_ok()}
     if settings.REDIS_URL:
         checks["cache"] = _cache_ok()
     failing = sorted(name for name, ok in checks.items() if not ok)

@@ -77,7 +77,7 @@ def test_readyz_names_an_unreachable_cache(client, db):
     assert response.status_code == 503
     assert response.json() == {
         "status": "error",
-        "checks": {"database": "ok", "cache": "unavailable"},
+        "checks": {"database": "ok", "static": "ok", "cache": "unavailable"},
         "failing": ["cache"],
     }
 

@@ -5,7 +5,23 @@ limit_request_line: GET /api/v1/sends takes percent-encoded filters (`to` up to 
 `cursor`, `from`, `until`), which can pass gunicorn's default of 4094 bytes with non-ASCII
 values; 8190 is gunicorn's largest and what nginx allows by default. Longer lines are refused by
 gunicorn itself with 414 before the application sees them.
+
+logger_class: gunicorn's access and error logs with query-string credentials redacted
+(`?token=…` of the event stream; fluxomail/log_redaction.py), whatever the log format.
 """
+
+from gunicorn.glogging import Logger
+
+from fluxomail.log_redaction import install
 
 limit_request_line = 8190
 timeout = 30
+
+
+class RedactingLogger(Logger):
+    def setup(self, cfg) -> None:
+        super().setup(cfg)
+        install(self.error_log.name, self.access_log.name)
+
+
+logger_class = RedactingLogger

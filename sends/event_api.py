@@ -7,6 +7,7 @@ of Event: ids sort by the time an event was recorded, so `cursor` ("older than")
 """
 
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.db.models import Sum
@@ -84,6 +85,19 @@ class EventFilters(serializers.Serializer):
         return self.validated_data
 
 
+def _columns(params: dict) -> dict:
+    """The equality filters of `params` (EventFilters' validated data) by column, with each
+    value as the column stores it."""
+    columns = {}
+    if "domain" in params:
+        columns["recipient_domain"] = params["domain"].strip().lower()
+    if "smtpCode" in params:
+        columns["smtp_code"] = params["smtpCode"]
+    if "mtaHost" in params:
+        columns["mta_host"] = params["mtaHost"]
+    return columns
+
+
 def filter_events(organization: Organization, params: dict):
     """The organization's events that match `params` (EventFilters' validated data)."""
     events = Event.objects.for_org(organization)
@@ -93,13 +107,21 @@ def filter_events(organization: Organization, params: dict):
     if "since" in params:
         bound, exclusive = params["since"]
         events = events.filter(**{"public_id__gt" if exclusive else "public_id__gte": bound})
-    if "domain" in params:
-        events = events.filter(recipient_domain=params["domain"].strip().lower())
-    if "smtpCode" in params:
-        events = events.filter(smtp_code=params["smtpCode"])
-    if "mtaHost" in params:
-        events = events.filter(mta_host=params["mtaHost"])
-    return events.select_related("send", "message")
+    return events.filter(**_columns(params)).select_related("send", "message")
+
+
+def event_matcher(params: dict) -> Callable[[Event], bool]:
+    """filter_events' filters (but `since`) for one event in memory: the stream's live events,
+    which one poll reads for every subscriber at once."""
+    types = expand_types(params.get("types", []))
+    columns = _columns(params)
+
+    def matches(event: Event) -> bool:
+        if types is not None and event.type not in types:
+            return False
+        return all(getattr(event, column) == value for column, value in columns.items())
+
+    return matches
 
 
 class EventListQuery(EventFilters):

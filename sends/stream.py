@@ -52,7 +52,7 @@ from rest_framework.views import APIView
 
 from accounts.models import ApiKey, Organization, Scope
 from fluxomail.ids import first_id_at
-from sends.event_api import EventFilters, SinceField, event_matcher, filter_events
+from sends.event_api import EventFilters, SinceField, event_matcher, page_of_events
 from sends.events import envelope
 from sends.models import Event
 
@@ -297,8 +297,14 @@ class Stream:
         if self._horizon is None:
             settle = timedelta(seconds=settings.STREAM_SETTLE_SECONDS)
             self._horizon = first_id_at("evt", timezone.now() - settle)
-        events = filter_events(self.organization, {**self.params, "since": self._cursor})
-        page = list(events.filter(public_id__lt=self._horizon).order_by("public_id")[:STREAM_PAGE])
+        params = {**self.params, "since": self._cursor}
+        page = page_of_events(
+            self.organization,
+            params,
+            limit=STREAM_PAGE,
+            newest_first=False,
+            public_id__lt=self._horizon,
+        )
         if len(page) < STREAM_PAGE:
             self.catching_up = False
         if page:

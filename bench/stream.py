@@ -86,6 +86,15 @@ class Subscribers:
         return json.loads(self.out.read_text())
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (/proc/PID/stat)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
@@ -125,7 +134,13 @@ def run_stream(args, target, smtp, workdir: Path) -> dict:
             log(f"round {round_ + 1}/{args.rounds} stream: fresh sends, {STREAMS} streams open")
             subscribers = Subscribers(server.port, target.tokens[0], workdir)
             opened_ms = int(time.time() * 1000) + 1
+            pids = {"uvicorn": server.process.pid, "clients": subscribers.process.pid}
+            cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             watched = run_slice(scenario, target, smtp, args, workdir, warmup=0)
+            cpu = {
+                name: round((cpu_seconds(pid) - cpu_before[name]) / watched["seconds"], 3)
+                for name, pid in pids.items()
+            }
             # Until the last events reached the streams (settle time, polls and fan-out).
             time.sleep(2)
             closed_ms = int(time.time() * 1000) - 1500
@@ -150,6 +165,9 @@ def run_stream(args, target, smtp, workdir: Path) -> dict:
                     "rps_without": round(alone["rps"], 1),
                     "rps_with": round(watched["rps"], 1),
                     "ratio": round(watched["rps"] / alone["rps"], 3) if alone["rps"] else None,
+                    # Cores busy while the streams were open: the server, and the 200 clients.
+                    "cpu_cores_uvicorn": cpu["uvicorn"],
+                    "cpu_cores_clients": cpu["clients"],
                 }
             )
     finally:
@@ -179,6 +197,8 @@ def print_stream(report: dict) -> None:
         f"\nstream: {report['streams']} open streams, send throughput ratio "
         f"{report['ratio_with_streams']} (rounds: "
         + ", ".join(f"{r['rps_with']}/{r['rps_without']}" for r in report["rounds"])
+        + "; cores busy, uvicorn/clients: "
+        + ", ".join(f"{r['cpu_cores_uvicorn']}/{r['cpu_cores_clients']}" for r in report["rounds"])
         + f"); {report['deliveries']} deliveries, latency ms p50 {latency['p50']} "
         f"p90 {latency['p90']} p99 {latency['p99']} max {latency['max']}; every stream got "
         f"every event once, in order: {'yes' if report['every_stream_complete'] else 'NO'}"

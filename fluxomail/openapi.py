@@ -22,6 +22,7 @@ from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 
 from accounts import token_api, tokens
+from accounts.models import Scope
 from fluxomail.api import PROBLEM_CONTENT_TYPE, TITLES
 from sends import event_api, events, stream, timeline, views
 
@@ -332,7 +333,7 @@ class TokenRequestSerializer(serializers.Serializer):
         help_text="Lifetime in seconds.",
     )
     scopes = serializers.ListField(
-        child=serializers.ChoiceField(choices=token_api.Scope.values),
+        child=serializers.ChoiceField(choices=Scope.values),
         required=False,
         min_length=1,
         help_text="A subset of the key's scopes; the key's scopes when left out.",

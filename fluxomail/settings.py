@@ -281,6 +281,9 @@ if STREAM_LOOKBACK_SECONDS < STREAM_SETTLE_SECONDS:
     raise ImproperlyConfigured("STREAM_LOOKBACK_SECONDS must be at least STREAM_SETTLE_SECONDS")
 STREAM_QUEUE_MAX = env_int("STREAM_QUEUE_MAX", 1000, minimum=1)
 STREAM_RECHECK_SECONDS = env_float("STREAM_RECHECK_SECONDS", 5.0, minimum=0.1)
+# Streams of one process using the database at once (checks, catch-up pages): reconnecting
+# clients come in bursts, PostgreSQL's connections are few.
+STREAM_DB_CONNECTIONS = env_int("STREAM_DB_CONNECTIONS", 4, minimum=1)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ApiKeyAuthentication"],

@@ -22,6 +22,9 @@ Many open streams, one database poll:
   are skipped, so nothing is lost or repeated across the hand-over.
 - Bounded memory: a subscriber queues at most STREAM_QUEUE_MAX events; a client too slow for
   that is disconnected and resumes with Last-Event-ID, from the database.
+- A stream's database work (its checks, each catch-up page) takes one of STREAM_DB_CONNECTIONS
+  slots per process and closes its connection after: a stream holds no connection while it
+  waits, and a burst of reconnecting clients cannot exhaust the database's connections.
 - Every STREAM_RECHECK_SECONDS the poller checks the subscribers' keys with one query: a stream
   whose key was revoked or expired, lost read_sends, or whose organization was paused, ends.
 """
@@ -35,6 +38,7 @@ import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -68,6 +72,27 @@ def release_connection() -> None:
     as it has read what it needs (never inside a transaction: tests wrap requests in one)."""
     if not connection.in_atomic_block:
         connection.close()
+
+
+_slots_lock = threading.Lock()
+_slots: threading.BoundedSemaphore | None = None
+
+
+@contextmanager
+def database_slot() -> Iterator[None]:
+    """Database work of a stream (its checks, a catch-up page): at most STREAM_DB_CONNECTIONS at
+    once per process, each connection closed afterwards. Clients reconnect in bursts (all of
+    them after a restart); without a bound, 200 would open 200 connections at once, past
+    PostgreSQL's max_connections."""
+    global _slots
+    with _slots_lock:
+        if _slots is None:
+            _slots = threading.BoundedSemaphore(settings.STREAM_DB_CONNECTIONS)
+    with _slots:
+        try:
+            yield
+        finally:
+            release_connection()
 
 
 @dataclass(frozen=True)
@@ -294,6 +319,10 @@ class Stream:
 
     def catch_up(self) -> str:
         """One page of stored events after the cursor, oldest first (a database read)."""
+        with database_slot():
+            return self._catch_up()
+
+    def _catch_up(self) -> str:
         if self._horizon is None:
             settle = timedelta(seconds=settings.STREAM_SETTLE_SECONDS)
             self._horizon = first_id_at("evt", timezone.now() - settle)
@@ -334,7 +363,6 @@ class Stream:
             yield RETRY
             while self.catching_up:
                 yield self.catch_up()
-            release_connection()
             while live and not self.subscriber.ended:
                 self.subscriber.wait(self.until_ping())
                 if text := self.live():
@@ -350,7 +378,6 @@ class Stream:
             yield RETRY
             while self.catching_up:
                 yield await sync_to_async(self.catch_up)()
-            await sync_to_async(release_connection)()
             while not self.subscriber.ended:
                 await self.subscriber.wait_async(self.until_ping())
                 if text := self.live():
@@ -383,6 +410,10 @@ class EventStreamView(APIView):
     renderer_classes = [*api_settings.DEFAULT_RENDERER_CLASSES, EventStreamRenderer]
     http_method_names = ["get", "options"]
 
+    def dispatch(self, request, *args, **kwargs):
+        with database_slot():
+            return super().dispatch(request, *args, **kwargs)
+
     def get(self, request: Request) -> StreamingHttpResponse:
         params = EventFilters.from_query(request.query_params).validated()
         # Last-Event-ID wins over `since`: an EventSource reconnects to the URL it started with
@@ -393,7 +424,6 @@ class EventStreamView(APIView):
         stream = Stream(
             organization=request.user.organization, key_id=request.user.key.pk, params=params
         )
-        release_connection()
         if isinstance(request._request, ASGIRequest):
             frames = stream.frames_async()
         else:

@@ -495,6 +495,39 @@ def test_revoking_the_key_ends_its_open_streams(asgi, alice, make_key):
                 client.block()
 
 
+@pytest.fixture
+def limited_role():
+    """A PostgreSQL role allowed 6 connections, with the test database's rows (superusers are
+    not held to connection limits)."""
+    from django.db import connection
+
+    name = "flx_stream_limited"
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP ROLE IF EXISTS {name}")
+        cursor.execute(f"CREATE ROLE {name} LOGIN CONNECTION LIMIT 6")
+        cursor.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {name}")
+        cursor.execute(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {name}")
+    yield name
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP OWNED BY {name}")
+        cursor.execute(f"DROP ROLE {name}")
+
+
+@live
+def test_a_burst_of_connecting_streams_shares_a_few_database_connections(
+    smtp, read_key, limited_role
+):
+    from tests.servers import LiveServers, concurrently, database_url
+
+    # 2 slots and the poller's connection: within the role's 6, however many streams connect.
+    url = database_url().replace("postgres://postgres@", f"postgres://{limited_role}@")
+    env = {**SERVER_ENV, "DATABASE_URL": url, "STREAM_DB_CONNECTIONS": "2"}
+    with LiveServers(count=1, kind="uvicorn", workers=1, env=env) as servers:
+        clients = concurrently([lambda: connect(servers[0], read_key, since="0")] * 40)
+        for client in clients:
+            client.close()
+
+
 # runserver (`make run`) ----------------------------------------------------------------------
 
 

@@ -2,12 +2,13 @@
 
 Production's layout on one host: gunicorn (sync workers) answers the send API, uvicorn (one
 process, fluxomail.asgi) serves GET /api/v1/events/stream, both on the same PostgreSQL. Each
-round measures fresh sends (the fresh_small load) twice: with no stream open, then with
-STREAMS streams of the sending organization open (bench/sse_clients.py, its own process), each
-of them receiving every event. Reported: send throughput with streams over without (the target
-is at least 0.9), the delivery latency of an event to each subscriber (p50, p99, max: under
-1 s), and whether every stream received exactly the events recorded while it was open, once
-each and in id order.
+round measures fresh sends (the fresh_small load) four times, in the order A B B A: with no
+stream open (A), and with STREAMS streams of the sending organization open (B;
+bench/sse_clients.py, its own process), each of them receiving every event. Reported: send
+throughput with streams over without (the target is at least 0.9), the cores the server and
+the clients used, the delivery latency of an event to each subscriber (p50, p90, p99, max:
+under 1 s), and whether every stream received exactly the events recorded while it was open,
+once each and in id order.
 """
 
 from __future__ import annotations
@@ -119,6 +120,37 @@ def recorded_ids(dbname: str, args, after_ms: int, until_ms: int) -> list[str]:
         connection.close()
 
 
+def watched_slice(server, scenario, target, smtp, args, workdir: Path):
+    """Fresh sends with STREAMS streams open: the slice, the completeness check of every
+    stream, and the delivery latencies."""
+    from bench.run import run_slice
+
+    subscribers = Subscribers(server.port, target.tokens[0], workdir)
+    opened_ms = int(time.time() * 1000) + 1
+    pids = {"uvicorn": server.process.pid, "clients": subscribers.process.pid}
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    piece = run_slice(scenario, target, smtp, args, workdir, warmup=0)
+    piece["cpu"] = {
+        name: (cpu_seconds(pid) - cpu_before[name]) / piece["seconds"] for name, pid in pids.items()
+    }
+    # Until the last events reached the streams (settle time, polls and fan-out).
+    time.sleep(2)
+    closed_ms = int(time.time() * 1000) - 1500
+    received = subscribers.stop()
+    expected = recorded_ids(target.dbname, args, opened_ms, closed_ms)
+    # What a stream received within the window (it was open from before opened_ms to after
+    # closed_ms): exactly the recorded events, once each, in id order.
+    window = [
+        [i for i in ids if expected and expected[0] <= i <= expected[-1]] for ids in received["ids"]
+    ]
+    check = {
+        "events": len(expected),
+        "streams_complete": sum(ids == expected for ids in window),
+        "ended_early": received["ended_early"],
+    }
+    return piece, check, received["latencies_ms"]
+
+
 def run_stream(args, target, smtp, workdir: Path) -> dict:
     """Rounds of (no streams, STREAMS streams) fresh sends; see the module's docstring."""
     from bench.run import SCENARIOS, log, median, run_slice, service_env
@@ -129,45 +161,37 @@ def run_stream(args, target, smtp, workdir: Path) -> dict:
     rounds, latencies, checks = [], [], []
     try:
         for round_ in range(args.rounds):
-            log(f"round {round_ + 1}/{args.rounds} stream: fresh sends, no stream open")
-            alone = run_slice(scenario, target, smtp, args, workdir, warmup=args.warmup)
-            log(f"round {round_ + 1}/{args.rounds} stream: fresh sends, {STREAMS} streams open")
-            subscribers = Subscribers(server.port, target.tokens[0], workdir)
-            opened_ms = int(time.time() * 1000) + 1
-            pids = {"uvicorn": server.process.pid, "clients": subscribers.process.pid}
-            cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-            watched = run_slice(scenario, target, smtp, args, workdir, warmup=0)
-            cpu = {
-                name: round((cpu_seconds(pid) - cpu_before[name]) / watched["seconds"], 3)
-                for name, pid in pids.items()
-            }
-            # Until the last events reached the streams (settle time, polls and fan-out).
-            time.sleep(2)
-            closed_ms = int(time.time() * 1000) - 1500
-            received = subscribers.stop()
-            expected = recorded_ids(target.dbname, args, opened_ms, closed_ms)
-            # What a stream received within the window (it was open from before opened_ms to
-            # after closed_ms): exactly the recorded events, once each, in id order.
-            window = [
-                [i for i in ids if expected and expected[0] <= i <= expected[-1]]
-                for ids in received["ids"]
-            ]
-            checks.append(
-                {
-                    "events": len(expected),
-                    "streams_complete": sum(ids == expected for ids in window),
-                    "ended_early": received["ended_early"],
-                }
-            )
-            latencies += received["latencies_ms"]
+            # A B B A: a drift of the machine's load within the round cancels out.
+            slices: dict[str, list[dict]] = {"alone": [], "watched": []}
+            for step, kind in enumerate(("alone", "watched", "watched", "alone")):
+                label = "no stream open" if kind == "alone" else f"{STREAMS} streams open"
+                log(f"round {round_ + 1}/{args.rounds} stream {step + 1}/4: {label}")
+                if kind == "alone":
+                    warmup = args.warmup if round_ == step == 0 else 0.5
+                    slices[kind].append(
+                        run_slice(scenario, target, smtp, args, workdir, warmup=warmup)
+                    )
+                    continue
+                piece, check, delivered = watched_slice(
+                    server, scenario, target, smtp, args, workdir
+                )
+                slices[kind].append(piece)
+                checks.append(check)
+                latencies += delivered
+            alone = sum(p["rps"] for p in slices["alone"]) / 2
+            watched = sum(p["rps"] for p in slices["watched"]) / 2
             rounds.append(
                 {
-                    "rps_without": round(alone["rps"], 1),
-                    "rps_with": round(watched["rps"], 1),
-                    "ratio": round(watched["rps"] / alone["rps"], 3) if alone["rps"] else None,
+                    "rps_without": round(alone, 1),
+                    "rps_with": round(watched, 1),
+                    "ratio": round(watched / alone, 3) if alone else None,
                     # Cores busy while the streams were open: the server, and the 200 clients.
-                    "cpu_cores_uvicorn": cpu["uvicorn"],
-                    "cpu_cores_clients": cpu["clients"],
+                    "cpu_cores_uvicorn": round(
+                        sum(p["cpu"]["uvicorn"] for p in slices["watched"]) / 2, 3
+                    ),
+                    "cpu_cores_clients": round(
+                        sum(p["cpu"]["clients"] for p in slices["watched"]) / 2, 3
+                    ),
                 }
             )
     finally:

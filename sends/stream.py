@@ -169,7 +169,9 @@ class Subscriber:
 
     async def wait_async(self, timeout: float) -> None:
         try:
-            await asyncio.wait_for(self._ready.wait(), timeout)
+            # A deadline on this task (no task of its own per wait, as wait_for would make).
+            async with asyncio.timeout(timeout):
+                await self._ready.wait()
         except TimeoutError:
             pass
 

@@ -374,7 +374,7 @@ class SseClient:
         )
         self.response = self.connection.getresponse()
         self.status = self.response.status
-        self.headers = dict(self.response.getheaders())
+        self.headers = self.response.headers  # case-insensitive, as HTTP header names are
 
     def block(self) -> Block:
         lines = []

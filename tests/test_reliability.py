@@ -215,7 +215,7 @@ def test_smtp_refusing_the_recipient_fails_the_send_with_the_smtp_reply(
     send = _failed_send(reply)
     attempt = send.messages.get()
     assert attempt.error == error
-    assert list(send.events.values_list("type", flat=True)) == ["failed"]
+    assert list(send.events.values_list("type", flat=True)) == ["email.failed"]
     assert smtp.messages == []
 
 

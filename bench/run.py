@@ -470,7 +470,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=0, help="default: 2 x workers")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--rows", type=int, default=1_000_000, help="sends in the big table")
-    parser.add_argument("--only", default="", help="comma-separated scenario names (default: all)")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated scenario names, `stream` for the stream scenario (default: all)",
+    )
     parser.add_argument("--pg-host", default=os.environ.get("BENCH_PG_HOST", "127.0.0.1"))
     parser.add_argument("--pg-port", type=int, default=int(os.environ.get("BENCH_PG_PORT", 5432)))
     parser.add_argument("--pg-user", default=os.environ.get("BENCH_PG_USER", "postgres"))

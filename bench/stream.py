@@ -15,22 +15,33 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
+from bench.run import (
+    BIN,
+    ROOT,
+    SCENARIOS,
+    Gunicorn,
+    free_port,
+    log,
+    median,
+    pg,
+    run_slice,
+    service_env,
+)
+
 STREAMS = 200
 
 
-class Uvicorn:
-    """The ASGI server, started as the README's production command does."""
+class Uvicorn(Gunicorn):
+    """The ASGI server, started as the README's production command does (stopped as gunicorn
+    is: its process group)."""
 
     def __init__(self, env: dict[str, str], log_path: Path):
-        from bench.run import BIN, ROOT, free_port
-
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log_path.open("ab")
@@ -53,22 +64,11 @@ class Uvicorn:
                 time.sleep(0.2)
         raise SystemExit(f"uvicorn not ready; see {log_path}")
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-        self.log.close()
-
 
 class Subscribers:
     """STREAMS open streams in their own process, until stop()."""
 
     def __init__(self, port: int, token: str, workdir: Path, count: int = STREAMS):
-        from bench.run import ROOT
-
         self.out = workdir / f"streams-{os.urandom(3).hex()}.json"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bench.sse_clients", str(port), token, str(count)]
@@ -103,7 +103,6 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def recorded_ids(dbname: str, args, after_ms: int, until_ms: int) -> list[str]:
     """The events recorded (by id time) in [after_ms, until_ms), in id order."""
-    from bench.run import pg
     from fluxomail.ids import _base32
 
     low, high = (f"evt_{_base32(ms, 10)}{'0' * 16}" for ms in (after_ms, until_ms))
@@ -123,8 +122,6 @@ def recorded_ids(dbname: str, args, after_ms: int, until_ms: int) -> list[str]:
 def watched_slice(server, scenario, target, smtp, args, workdir: Path):
     """Fresh sends with STREAMS streams open: the slice, the completeness check of every
     stream, and the delivery latencies."""
-    from bench.run import run_slice
-
     subscribers = Subscribers(server.port, target.tokens[0], workdir)
     opened_ms = int(time.time() * 1000) + 1
     pids = {"uvicorn": server.process.pid, "clients": subscribers.process.pid}
@@ -153,8 +150,6 @@ def watched_slice(server, scenario, target, smtp, args, workdir: Path):
 
 def run_stream(args, target, smtp, workdir: Path) -> dict:
     """Rounds of (no streams, STREAMS streams) fresh sends; see the module's docstring."""
-    from bench.run import SCENARIOS, log, median, run_slice, service_env
-
     scenario = next(s for s in SCENARIOS if s.name == "fresh_small")
     env = service_env(target.dbname, args, smtp.port)
     server = Uvicorn(env, workdir / "uvicorn.log")

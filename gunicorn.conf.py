@@ -5,7 +5,14 @@ limit_request_line: GET /api/v1/sends takes percent-encoded filters (`to` up to 
 `cursor`, `from`, `until`), which can pass gunicorn's default of 4094 bytes with non-ASCII
 values; 8190 is gunicorn's largest and what nginx allows by default. Longer lines are refused by
 gunicorn itself with 414 before the application sees them.
+
+logger_class: gunicorn's access and error logs with query-string credentials redacted
+(`?token=…` of the event stream; fluxomail/log_redaction.py), whatever the log format.
 """
+
+from gunicorn.glogging import Logger
+
+from fluxomail.log_redaction import install
 
 limit_request_line = 8190
 timeout = 30
@@ -13,3 +20,12 @@ timeout = 30
 # credentials (unsubscribe and preference tokens, the stream's `token`). The request id is the
 # key to the application's own log lines.
 access_log_format = '%(h)s - - %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s "%({x-request-id}o)s" %(M)sms'
+
+
+class RedactingLogger(Logger):
+    def setup(self, cfg) -> None:
+        super().setup(cfg)
+        install(self.error_log.name, self.access_log.name)
+
+
+logger_class = RedactingLogger

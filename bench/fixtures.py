@@ -2,9 +2,9 @@
 `python -m bench.fixtures KEYS [SEED_ROWS]`.
 
 Creates (once) the `bench` organization, revokes the keys of earlier runs and issues KEYS fresh
-ones (their secrets exist only in this process's output), and tops the sends table up to
-SEED_ROWS rows with one INSERT ... SELECT over generate_series, which takes seconds where the
-ORM would take minutes. Prints one JSON line.
+ones (their secrets exist only in this process's output), and tops the sends and events tables
+up to SEED_ROWS rows each with one INSERT ... SELECT, which takes seconds where the ORM would
+take minutes. Prints one JSON line.
 """
 
 import json
@@ -57,6 +57,42 @@ def seed_sends(organization, target: int) -> int:
     return Send.objects.count()
 
 
+EVENT_TYPES = ["email.sent", "email.delivered", "email.opened", "email.clicked"]
+EVENT_TYPES += ["email.bounced", "email.delayed"]
+
+
+def seed_events(target: int) -> int:
+    """One event per seeded send (oldest sends first), as the event log of a busy organization:
+    six types in turn, recipients on 20 domains, and on bounces and delays an SMTP code (550 or
+    451) and one of 10 MTA hosts. Ids carry the send's time, a year back."""
+    from django.db import connection
+
+    from fluxomail.ids import _base32
+    from sends.models import Event
+
+    existing = Event.objects.count()
+    missing = target - existing
+    if missing <= 0:
+        return existing
+    year_ago_ms = int((time.time() - 365 * 86400) * 1000)
+    types = "ARRAY[" + ", ".join(f"'{kind}'" for kind in EVENT_TYPES) + "]"
+    sql = (
+        f"INSERT INTO {Event._meta.db_table} (public_id, organization_id, send_id, type, "
+        "occurred_at, recipient_domain, smtp_code, mta_host, data) "
+        "SELECT %s || lpad(to_hex(n), 16, '0'), organization_id, id, "
+        f"({types})[1 + n %% 6], created_at, 'example' || (n %% 20) || '.com', "
+        "CASE WHEN n %% 6 = 4 THEN 550 WHEN n %% 6 = 5 THEN 451 END, "
+        "CASE WHEN n %% 6 >= 4 THEN 'mx' || (n %% 10) || '.example.net' ELSE '' END, '{}' "
+        "FROM (SELECT id, organization_id, created_at, row_number() OVER (ORDER BY id) AS n "
+        "FROM sends_send ORDER BY id OFFSET %s LIMIT %s) AS s"
+    )
+    with connection.cursor() as cursor:
+        # row_number() counts before OFFSET: n goes on from the rows already there.
+        cursor.execute(sql, [f"evt_{_base32(year_ago_ms, 10)}", existing, missing])
+        cursor.execute(f"ANALYZE {Event._meta.db_table}")
+    return Event.objects.count()
+
+
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
     django.setup()
@@ -84,12 +120,13 @@ def main() -> None:
         _, token = ApiKey.objects.create_key(
             organization=organization,
             name=f"bench {index}",
-            scopes=[Scope.SEND_EMAIL],
+            scopes=[Scope.SEND_EMAIL, Scope.READ_SENDS],
             rate_limit_per_minute=10_000_000,
         )
         tokens.append(token)
     rows = seed_sends(organization, seed_rows) if seed_rows else None
-    print(json.dumps({"tokens": tokens, "sends": rows}))
+    event_rows = seed_events(seed_rows) if seed_rows else None
+    print(json.dumps({"tokens": tokens, "sends": rows, "events": event_rows}))
 
 
 if __name__ == "__main__":

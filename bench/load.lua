@@ -1,7 +1,8 @@
 -- wrk script for `make bench`: POSTs one JSON body with an API key and an Idempotency-Key.
 -- Arguments (after `--`): body_file mode tokens prefix [replay_keys]
 --   mode "fresh": every request gets its own key (prefix-thread-n);
---   mode "replay": keys cycle over prefix-0 .. prefix-(replay_keys-1), already completed.
+--   mode "replay": keys cycle over prefix-0 .. prefix-(replay_keys-1), already completed;
+--   mode "get": GETs instead, body_file holding the paths (one a line) used in turn.
 --   tokens: comma-separated API keys, used round-robin.
 -- Prints one line "BENCH_JSON {...}" with counts, latency percentiles, statuses and the sum of
 -- the X-Bench-Queries header (SQL statements per request, from bench/middleware.py).
@@ -20,6 +21,10 @@ function init(args)
   body = handle:read("*a")
   handle:close()
   mode = args[2]
+  paths = {}
+  for path in string.gmatch(body, "[^\n]+") do
+    table.insert(paths, path)
+  end
   tokens = {}
   for token in string.gmatch(args[3], "[^,]+") do
     table.insert(tokens, token)
@@ -34,6 +39,10 @@ end
 
 function request()
   n = n + 1
+  if mode == "get" then
+    local headers = {["Authorization"] = "Bearer " .. tokens[(n % #tokens) + 1]}
+    return wrk.format("GET", paths[(n % #paths) + 1], headers)
+  end
   local key
   if mode == "replay" then
     key = prefix .. "-" .. (n % replay_keys)

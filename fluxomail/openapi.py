@@ -23,9 +23,11 @@ from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 
+from accounts import token_api, tokens
+from accounts.models import Scope
 from contacts import api as contacts_api
 from fluxomail.api import ERROR_CONTENT_TYPES, JSON_CONTENT_TYPE, TITLES
-from sends import event_api, events, timeline, views
+from sends import event_api, events, stream, timeline, views
 from sends.models import Send
 
 SEND_STATUSES = list(Send.Status.values)
@@ -34,24 +36,39 @@ SEND_STATUSES = list(Send.Status.values)
 
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
-    """`Authorization: Bearer <key>` or `x-api-key: <key>` (SPEC.md section 2)."""
+    """`Authorization: Bearer <key>` or `x-api-key: <key>` (SPEC.md section 2), and the
+    `token` query parameter where a view takes it (the event stream, SPEC.md section 8)."""
 
     target_class = "accounts.authentication.ApiKeyAuthentication"
-    name = ["bearerAuth", "apiKeyHeader"]
+    name = ["bearerAuth", "apiKeyHeader", "tokenQuery"]
+
+    def _names(self, auto_schema) -> list[str]:
+        takes_query = getattr(auto_schema.view, "accepts_query_token", False)
+        return self.name if takes_query else self.name[:2]
 
     def get_security_requirement(self, auto_schema) -> list[dict]:
-        # Either header authenticates: two alternatives, not both at once.
-        return [{name: []} for name in self.name]
+        # Each one authenticates alone: alternatives, not all at once.
+        return [{name: []} for name in self._names(auto_schema)]
 
     def get_security_definition(self, auto_schema) -> list[dict]:
-        return [
+        definitions = [
             {
                 "type": "http",
                 "scheme": "bearer",
-                "description": "An API key: `flx_` + 8-character id + `_` + secret.",
+                "description": (
+                    "An API key (`flx_` + 8-character id + `_` + secret) or, on GET requests, "
+                    "a short-lived token (`flxt_…`, from POST /api/v1/tokens)."
+                ),
             },
             {"type": "apiKey", "in": "header", "name": "x-api-key"},
+            {
+                "type": "apiKey",
+                "in": "query",
+                "name": "token",
+                "description": "An API key or a short-lived token, for EventSource clients.",
+            },
         ]
+        return definitions[: len(self._names(auto_schema))]
 
 
 # -- bodies -----------------------------------------------------------------------------------
@@ -444,6 +461,33 @@ class ContactsSyncResultSerializer(serializers.Serializer):
 
     class Meta:
         ref_name = "ContactsSyncResult"
+
+
+class TokenRequestSerializer(serializers.Serializer):
+    ttlSeconds = serializers.IntegerField(  # noqa: N815
+        required=False,
+        min_value=1,
+        max_value=tokens.MAX_TTL_SECONDS,
+        default=tokens.DEFAULT_TTL_SECONDS,
+        help_text="Lifetime in seconds.",
+    )
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(choices=Scope.values),
+        required=False,
+        min_length=1,
+        help_text="A subset of the key's scopes; the key's scopes when left out.",
+    )
+
+    class Meta:
+        ref_name = "TokenRequest"
+
+
+class TokenSerializer(serializers.Serializer):
+    token = serializers.CharField(help_text="`flxt_…`; accepted on GET requests only.")
+    expiresAt = serializers.DateTimeField()  # noqa: N815
+
+    class Meta:
+        ref_name = "Token"
 
 
 # -- headers ----------------------------------------------------------------------------------
@@ -938,6 +982,87 @@ def _annotate_recipients() -> None:
             tags=["Recipients"],
         )
     )(contacts_api.ContactsSyncView)
+    extend_schema_view(
+        get=extend_schema(
+            summary="Stream events",
+            operation_id="events_stream",
+            description=(
+                "Server-Sent Events of the organization's new events, as envelopes: each is "
+                "`id: <event id>` and `data: <envelope JSON>` then a blank line, with no "
+                "`event:` line; `: ping` comments keep the connection open; `retry: 2000` "
+                "comes first. With `since` or `Last-Event-ID` (which wins), every matching "
+                "event after it comes first, oldest first, then the live ones. Credentials "
+                "are checked before the stream starts (401/403/400 as problems)."
+            ),
+            responses={
+                (200, "text/event-stream"): OpenApiResponse(
+                    {"type": "string"},
+                    description="The stream (never ends by itself on an ASGI server).",
+                ),
+                **{
+                    key: value
+                    for key, value in _with_media_types(EVENT_RESPONSES).items()
+                    if key[0] != 200
+                },
+            },
+            parameters=EVENT_FILTERS
+            + [
+                OpenApiParameter(
+                    "Last-Event-ID",
+                    {"type": "string", "pattern": "^evt_[0-9a-z]{26}$"},
+                    _HEADER,
+                    description="Resume after this event (sent by EventSource on reconnect).",
+                ),
+                OpenApiParameter(
+                    "Cache-Control",
+                    {"type": "string", "enum": ["no-cache"]},
+                    _HEADER,
+                    response=[200],
+                ),
+                # DRF's renderer override, there only so that `Accept: text/event-stream`
+                # is acceptable: not a parameter of this API.
+                OpenApiParameter("format", exclude=True),
+            ]
+            + REQUEST_ID_HEADERS
+            + [_AUTH_HEADER],
+            tags=["Events"],
+        )
+    )(stream.EventStreamView)
+    extend_schema_view(
+        post=extend_schema(
+            summary="Mint a short-lived token",
+            operation_id="tokens_create",
+            description=(
+                "A token for a browser or other client that must not hold the API key: "
+                "accepted on GET requests wherever its scopes allow (the event stream takes "
+                "it as `?token=`), until `expiresAt` or until the key is revoked. Any valid "
+                "key may mint one, with its own scopes or fewer (403 `missing_scope` else)."
+            ),
+            request={"application/json": TokenRequestSerializer},
+            responses=_with_media_types(
+                {
+                    200: TokenSerializer,
+                    400: problem("Invalid fields (each one named in details)", "validation_error"),
+                    **AUTH_ERRORS,
+                    413: problem("Request body too large", "payload_too_large"),
+                    415: problem("The body is not JSON", "unsupported_media_type"),
+                    503: problem("The database is unavailable", "service_unavailable"),
+                }
+            ),
+            parameters=REQUEST_ID_HEADERS
+            + [
+                OpenApiParameter(
+                    "Cache-Control",
+                    {"type": "string", "enum": ["no-store"]},
+                    _HEADER,
+                    response=[200],
+                    required=True,
+                ),
+                _AUTH_HEADER,
+            ],
+            tags=["Events"],
+        )
+    )(token_api.TokenView)
 
 
 _annotate()

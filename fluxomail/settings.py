@@ -355,6 +355,24 @@ CORS_EXPOSE_HEADERS = [
 # Browsers cap it lower (Chromium: 2 hours); one preflight per origin and path that long.
 CORS_PREFLIGHT_MAX_AGE = 86400
 
+# The event stream (sends/stream.py): a comment line at least this often keeps idle
+# connections open through proxies; one poll per process this often while anyone listens; ids
+# are published once this much older than now (a commit takes far less), and this much of the
+# past is re-read for events that committed later still; events queued per client before a
+# client too slow to read them is disconnected (it resumes with Last-Event-ID); how often the
+# open streams' keys are checked (revoked, expired, paused organization: the stream ends).
+STREAM_PING_SECONDS = env_float("STREAM_PING_SECONDS", 10.0, minimum=0.01)
+STREAM_POLL_SECONDS = env_float("STREAM_POLL_SECONDS", 0.25, minimum=0.01)
+STREAM_SETTLE_SECONDS = env_float("STREAM_SETTLE_SECONDS", 0.3, minimum=0.0)
+STREAM_LOOKBACK_SECONDS = env_float("STREAM_LOOKBACK_SECONDS", 5.0, minimum=0.0)
+if STREAM_LOOKBACK_SECONDS < STREAM_SETTLE_SECONDS:
+    raise ImproperlyConfigured("STREAM_LOOKBACK_SECONDS must be at least STREAM_SETTLE_SECONDS")
+STREAM_QUEUE_MAX = env_int("STREAM_QUEUE_MAX", 1000, minimum=1)
+STREAM_RECHECK_SECONDS = env_float("STREAM_RECHECK_SECONDS", 5.0, minimum=0.1)
+# Streams of one process using the database at once (checks, catch-up pages): reconnecting
+# clients come in bursts, PostgreSQL's connections are few.
+STREAM_DB_CONNECTIONS = env_int("STREAM_DB_CONNECTIONS", 4, minimum=1)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.HasScopes"],
@@ -376,10 +394,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
-# Every log line carries the request id; tracebacks are left out unless LOG_TRACEBACKS is on,
-# so that no SQL, parameter or secret in an exception's text ends up in the logs.
 # /metrics (Prometheus) answers only with `Authorization: Bearer <METRICS_TOKEN>`; unset: 404.
 METRICS_TOKEN = env_str("METRICS_TOKEN")
+
+# Every log line carries the request id; tracebacks are left out unless LOG_TRACEBACKS is on,
+# so that no SQL, parameter or secret in an exception's text ends up in the logs.
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -391,7 +410,12 @@ if LOG_FORMAT not in ("plain", "json"):
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "fluxomail.middleware.RequestIdLogFilter"}},
+    "filters": {
+        "request_id": {"()": "fluxomail.middleware.RequestIdLogFilter"},
+        # Query strings may carry a key or token (the event stream's `token`): redacted
+        # before any handler writes a record (fluxomail/log_redaction.py).
+        "redact": {"()": "fluxomail.log_redaction.RedactSecrets"},
+    },
     "formatters": {
         "plain": {
             "()": "fluxomail.middleware.SafeFormatter",
@@ -402,17 +426,32 @@ LOGGING = {
             "format": "%(asctime)s %(levelname)s %(name)s %(request_id)s %(message)s",
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         },
+        # Django's own format for runserver's request lines.
+        "django.server": {
+            "()": "django.utils.log.ServerFormatter",
+            "format": "[{server_time}] {message}",
+            "style": "{",
+        },
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "filters": ["request_id"],
+            "filters": ["redact", "request_id"],
             "formatter": LOG_FORMAT,
-        }
+        },
+        "django.server": {"class": "logging.StreamHandler", "formatter": "django.server"},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO", "propagate": True},
+        # runserver's request log ("GET /api/v1/events/stream?token=… 200"), as Django sets
+        # it up, plus the redaction.
+        "django.server": {
+            "handlers": ["django.server"],
+            "filters": ["redact"],
+            "level": "INFO",
+            "propagate": False,
+        },
     },
 }
 

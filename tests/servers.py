@@ -1,14 +1,20 @@
-"""Live gunicorn servers and a controllable SMTP server for the reliability and security suites.
+"""Live servers, a controllable SMTP server and an SSE client for the reliability, security and
+event stream suites.
 
-`LiveServers` starts N gunicorn instances of the real WSGI application, each in its own process
-group on a free 127.0.0.1 port, against the database of the running test (pytest-django has
-switched settings to the test database; tests that use it need `transaction=True` so that their
-rows are committed and visible to the servers), the same Redis and an SMTP server given by the
-test. Every server's stdout and stderr (gunicorn's access log included) go to a file kept for
-the whole session, so that the security suite can search every log line for API keys.
+`LiveServers` starts N instances of the real application, each in its own process group on a
+free 127.0.0.1 port: gunicorn with the WSGI application (the default), uvicorn with the ASGI
+application (`kind="uvicorn"`, as the event stream is served in production) or Django's
+runserver (`kind="runserver"`, what `make run` starts), against the database of the running
+test (pytest-django has switched settings to the test database; tests that use it need
+`transaction=True` so that their rows are committed and visible to the servers), the same Redis
+and an SMTP server given by the test. Every server's stdout and stderr (access logs included) go
+to a file kept for the whole session, so that the security suite can search every log line for
+API keys.
 
 `FaultySmtp` is aiosmtpd on 127.0.0.1 whose answer the test chooses: accept, a fixed reply
 (550, 451), a delay longer than the client's timeout, or holding the DATA command until released.
+
+`SseClient` reads a Server-Sent Events response over http.client, block by block, as sent.
 """
 
 from __future__ import annotations
@@ -40,12 +46,12 @@ LOG_FILES: list[Path] = []
 atexit.register(shutil.rmtree, LOG_DIR, True)
 
 
-def gunicorn_path() -> str:
-    """gunicorn from the running interpreter's environment (the project's virtualenv)."""
-    candidate = Path(sys.executable).parent / "gunicorn"
+def venv_command(name: str) -> str:
+    """A command of the running interpreter's environment (the project's virtualenv)."""
+    candidate = Path(sys.executable).parent / name
     if candidate.exists():
         return str(candidate)
-    return "gunicorn"
+    return name
 
 
 def database_url() -> str:
@@ -106,9 +112,10 @@ class LiveServer:
 
 @dataclass
 class LiveServers:
-    """N gunicorn instances sharing the test's PostgreSQL database and Redis."""
+    """N server instances sharing the test's PostgreSQL database and Redis."""
 
     count: int = 2
+    kind: str = "gunicorn"  # gunicorn | uvicorn | runserver
     workers: int = 2
     threads: int = 4
     env: dict[str, str] = field(default_factory=dict)
@@ -144,7 +151,7 @@ class LiveServers:
     def start(self) -> LiveServers:
         for _ in range(self.count):
             port = free_port()
-            log = LOG_DIR / f"gunicorn-{port}-{len(LOG_FILES)}.log"
+            log = LOG_DIR / f"{self.kind}-{port}-{len(LOG_FILES)}.log"
             LOG_FILES.append(log)
             server = LiveServer(port=port, log=log, env=self.base_env())
             self.servers.append(server)
@@ -153,9 +160,28 @@ class LiveServers:
             self._wait_ready(server)
         return self
 
-    def _spawn(self, server: LiveServer) -> None:
-        command = [
-            gunicorn_path(),
+    def _command(self, server: LiveServer) -> list[str]:
+        address = ["--host", "127.0.0.1", "--port", str(server.port)]
+        if self.kind == "uvicorn":
+            return [
+                venv_command("uvicorn"),
+                "fluxomail.asgi:application",
+                *address,
+                "--workers",
+                str(self.workers),
+                "--timeout-graceful-shutdown",
+                "2",
+            ]
+        if self.kind == "runserver":
+            return [
+                sys.executable,
+                "manage.py",
+                "runserver",
+                f"127.0.0.1:{server.port}",
+                "--noreload",
+            ]
+        return [
+            venv_command("gunicorn"),
             "fluxomail.wsgi",
             "--bind",
             f"127.0.0.1:{server.port}",
@@ -172,6 +198,9 @@ class LiveServers:
             "--error-logfile",
             "-",
         ]
+
+    def _spawn(self, server: LiveServer) -> None:
+        command = self._command(server)
         with server.log.open("ab") as log:
             # A process group of its own: SIGKILL reaches the master and all its workers.
             server.process = subprocess.Popen(
@@ -187,14 +216,16 @@ class LiveServers:
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             if server.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited: {server.log.read_text()[-2000:]}")
+                raise RuntimeError(f"{self.kind} exited: {server.log.read_text()[-2000:]}")
             try:
                 if server.request("GET", "/healthz", timeout=2).status == 200:
                     return
             except OSError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError(f"gunicorn on {server.port} not ready: {server.log.read_text()[-2000:]}")
+        raise RuntimeError(
+            f"{self.kind} on {server.port} not ready: {server.log.read_text()[-2000:]}"
+        )
 
     def __getitem__(self, index: int) -> LiveServer:
         return self.servers[index]
@@ -314,6 +345,88 @@ class FaultySmtp:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+@dataclass
+class Block:
+    """One block of an event stream: an event (`data`, with its `id` if sent), a comment (`: …`)
+    or a field such as `retry`, in the order the server wrote them."""
+
+    lines: list[str]
+
+    def field(self, name: str) -> str | None:
+        values = [
+            line.partition(":")[2].lstrip(" ") for line in self.lines if line.startswith(name + ":")
+        ]
+        return "\n".join(values) if values else None
+
+    @property
+    def id(self) -> str | None:
+        return self.field("id")
+
+    @property
+    def data(self) -> str | None:
+        return self.field("data")
+
+    @property
+    def is_ping(self) -> bool:
+        return self.lines == [": ping"]
+
+    def json(self):
+        return json.loads(self.data)
+
+
+class SseClient:
+    """GET of an event stream, read block by block (blocks end with a blank line)."""
+
+    def __init__(self, server: LiveServer, path: str, headers: dict | None = None, timeout=10):
+        self.connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout)
+        self.connection.request(
+            "GET", path, headers={"Accept": "text/event-stream", **(headers or {})}
+        )
+        self.response = self.connection.getresponse()
+        self.status = self.response.status
+        self.headers = self.response.headers  # case-insensitive, as HTTP header names are
+
+    def block(self) -> Block:
+        lines = []
+        while True:
+            raw = self.response.readline()
+            if not raw:
+                raise EOFError("the stream ended")
+            line = raw.decode("utf-8").rstrip("\r\n")
+            if line == "":
+                if lines:
+                    return Block(lines)
+                continue
+            lines.append(line)
+
+    def events(self, count: int) -> list[Block]:
+        """The next `count` events (comments and fields in between are skipped)."""
+        events = []
+        while len(events) < count:
+            block = self.block()
+            if block.data is not None:
+                events.append(block)
+        return events
+
+    def events_until_ping(self) -> list[Block]:
+        """The events sent before the next ping: the poller publishes in id order, so an event
+        recorded before the last one read would have come before it."""
+        events = []
+        while not (block := self.block()).is_ping:
+            if block.data is not None:
+                events.append(block)
+        return events
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self) -> SseClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def concurrently(calls: Iterable, max_workers: int = 50) -> list:

@@ -32,10 +32,12 @@ def test_document_lists_every_api_operation(document):
         "/api/v1/emails/send",
         "/api/v1/emails/send-global",
         "/api/v1/events",
+        "/api/v1/events/stream",
         "/api/v1/metrics",
         "/api/v1/preferences",
         "/api/v1/sends",
         "/api/v1/sends/{send_id}",
+        "/api/v1/tokens",
     ]
 
 
@@ -69,11 +71,9 @@ def test_every_error_answer_of_every_operation_lists_both_media_types(document):
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             for status, response in operation["responses"].items():
-                expected = (
-                    {"application/json": problem, "application/problem+json": problem}
-                    if int(status) >= 400
-                    else {"application/json": response["content"]["application/json"]}
-                )
+                if int(status) < 400:
+                    continue  # JSON, or the stream's text/event-stream
+                expected = {"application/json": problem, "application/problem+json": problem}
                 assert response["content"] == expected, (path, method, status)
 
 
@@ -112,15 +112,59 @@ def test_document_declares_bearer_and_x_api_key_as_alternatives(document):
     assert schemes["bearerAuth"] == {
         "type": "http",
         "scheme": "bearer",
-        "description": "An API key: `flx_` + 8-character id + `_` + secret.",
+        "description": (
+            "An API key (`flx_` + 8-character id + `_` + secret) or, on GET requests, "
+            "a short-lived token (`flxt_…`, from POST /api/v1/tokens)."
+        ),
     }
     assert schemes["apiKeyHeader"] == {"type": "apiKey", "in": "header", "name": "x-api-key"}
-    keys = [{"bearerAuth": []}, {"apiKeyHeader": []}]
+    headers = [{"bearerAuth": []}, {"apiKeyHeader": []}]
     for name, path in document["paths"].items():
         for operation in path.values():
-            # The preferences also answer to the recipient's own token, without a key.
-            optional = name == "/api/v1/preferences"
-            assert operation["security"] == (keys + [{}] if optional else keys), name
+            # The stream also takes its credential in the query (EventSource sends no headers);
+            # the preferences also answer to the recipient's own token, without a key.
+            query = [{"tokenQuery": []}] if name == "/api/v1/events/stream" else []
+            optional = [{}] if name == "/api/v1/preferences" else []
+            assert operation["security"] == headers + query + optional, name
+
+
+def test_stream_operation_documents_the_event_stream_its_filters_and_errors(document):
+    operation = document["paths"]["/api/v1/events/stream"]["get"]
+    assert set(operation) >= {"summary", "description", "parameters", "responses"}
+    query = {p["name"] for p in operation["parameters"] if p["in"] == "query"}
+    assert query == {"types", "since", "domain", "smtpCode", "mtaHost"}
+    headers = {p["name"] for p in operation["parameters"] if p["in"] == "header"}
+    assert "Last-Event-ID" in headers
+    responses = operation["responses"]
+    assert responses["200"]["content"] == {"text/event-stream": {"schema": {"type": "string"}}}
+    assert {"400", "401", "403", "500"} <= set(responses)
+    assert document["components"]["securitySchemes"]["tokenQuery"] == {
+        "type": "apiKey",
+        "in": "query",
+        "name": "token",
+        "description": "An API key or a short-lived token, for EventSource clients.",
+    }
+
+
+def test_token_operation_documents_its_body_answer_and_errors(document):
+    operation = document["paths"]["/api/v1/tokens"]["post"]
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/TokenRequest"}
+    request = document["components"]["schemas"]["TokenRequest"]["properties"]
+    assert request["ttlSeconds"] == {
+        "type": "integer",
+        "maximum": 3600,
+        "minimum": 1,
+        "default": 300,
+        "description": "Lifetime in seconds.",
+    }
+    responses = operation["responses"]
+    assert responses["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Token"
+    }
+    assert set(document["components"]["schemas"]["Token"]["required"]) == {"token", "expiresAt"}
+    assert responses["200"]["headers"]["Cache-Control"]["required"] is True
+    assert {"400", "401", "403", "415"} <= set(responses)
 
 
 def test_document_needs_no_key_and_ignores_a_bad_one(db):

@@ -285,6 +285,56 @@ TRACKING_MACHINE_OPEN_SECONDS = env_int("TRACKING_MACHINE_OPEN_SECONDS", 2, mini
 # Opens (and, apart, clicks) recorded per send and minute; the pixel and redirect answer anyway.
 TRACKING_MAX_EVENTS_PER_MINUTE = env_int("TRACKING_MAX_EVENTS_PER_MINUTE", 20, minimum=1)
 
+# Jobs (Celery, fluxomail/celery.py). A job's state is a row; the broker only says "look now",
+# and the sweepers find what no message announced. Without CELERY_BROKER_URL the broker is
+# kombu's filesystem transport in JOBS_DIR, so `make run` needs no extra service; production
+# with several hosts points it at RabbitMQ (amqp://) or Redis (redis://).
+JOBS_DIR = Path(env_str("JOBS_DIR", str(BASE_DIR / "var" / "jobs")))
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://"
+
+
+def filesystem_broker_options(jobs_dir: Path) -> dict:
+    """kombu's filesystem transport on `jobs_dir`: one folder of messages, nothing kept."""
+    queue = str(jobs_dir / "queue")
+    return {
+        "data_folder_in": queue,
+        "data_folder_out": queue,
+        "control_folder": str(jobs_dir / "control"),
+        "store_processed": False,
+    }
+
+
+if CELERY_BROKER_URL == "filesystem://":
+    CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_broker_options(JOBS_DIR)
+    # Remote control (celery inspect) needs a broadcast the file queue does not carry well.
+    CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
+CELERY_BEAT_SCHEDULE_FILENAME = str(JOBS_DIR / "beat-schedule")
+CELERY_TASK_IGNORE_RESULT = True
+# A task is acknowledged after it ran, so a killed worker's task is delivered again; every task
+# claims its row first, so running twice acts once.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Django's LOGGING (with the request id of every line) stays in charge in the worker too.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A web request that publishes while the broker is down gives up quickly: the row is committed
+# and a sweeper enqueues it later.
+CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 2.0, minimum=0.1)
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
+# How often the sweepers look for due rows that no message announced (and for retries).
+JOBS_SWEEP_SECONDS = env_float("JOBS_SWEEP_SECONDS", 15.0, minimum=0.1)
+# How often beat runs the purges (expired idempotency records, ...).
+JOBS_PURGE_SECONDS = env_float("JOBS_PURGE_SECONDS", 3600.0, minimum=0.1)
+CELERY_BEAT_SCHEDULE = {
+    "purge-idempotency": {"task": "sends.purge_idempotency", "schedule": JOBS_PURGE_SECONDS},
+}
+
 # CORS (django-cors-headers, SPEC.md section 4) on the public API only, never on the admin,
 # dashboard, tracking or unsubscribe pages. Keys travel in headers, never in cookies, so no
 # credentials are allowed; the origins are named one by one (none by default).

@@ -1,0 +1,17 @@
+"""The send app's periodic chores, run by the Celery worker on beat's schedule."""
+
+import logging
+
+from celery import shared_task
+
+from sends import idempotency
+
+logger = logging.getLogger("fluxomail.sends")
+
+
+@shared_task(name="sends.purge_idempotency")
+def purge_idempotency() -> int:
+    """Deletes expired idempotency records (what `manage.py purge_idempotency` does by hand)."""
+    deleted = idempotency.purge_expired()
+    logger.info("purged %d expired idempotency record(s)", deleted)
+    return deleted

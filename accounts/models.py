@@ -81,6 +81,7 @@ class Scope(models.TextChoices):
     READ_SENDS = "read_sends", "Read sends"
     PREFERENCES_READ = "preferences_read", "Read preferences"
     PREFERENCES_MANAGE = "preferences_manage", "Manage preferences"
+    WEBHOOKS_MANAGE = "webhooks_manage", "Manage webhook endpoints"
 
 
 class ApiKeyQuerySet(models.QuerySet):

@@ -1,21 +1,31 @@
 """Publishing jobs: after the transaction that wrote the job's row commits, never before.
 
 The row is the job; the message only says "look now". A publish that fails (broker down) is
-logged and swallowed: the row stays due and the app's sweeper enqueues it later.
+logged and swallowed: the row stays due and the app's sweeper enqueues it later. After a failed
+publish this process skips publishing for BROKER_DOWN_SECONDS, so that an unreachable broker
+costs one connection timeout per process and period, not one per request.
 """
 
 import logging
+import time
 
 from django.db import transaction
 
 logger = logging.getLogger("fluxomail.jobs")
 
+BROKER_DOWN_SECONDS = 10.0
+_skip_until = 0.0
+
 
 def publish(task, *args) -> bool:
     """Sends `task(*args)` to the broker now; False (logged) when the broker cannot be reached."""
+    global _skip_until
+    if time.monotonic() < _skip_until:
+        return False
     try:
         task.apply_async(args)
     except Exception as exc:
+        _skip_until = time.monotonic() + BROKER_DOWN_SECONDS
         logger.warning(
             "could not enqueue %s (a sweeper will pick the job up): %s",
             task.name,

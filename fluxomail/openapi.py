@@ -24,6 +24,7 @@ from rest_framework.permissions import AllowAny
 
 from fluxomail.api import ERROR_CONTENT_TYPES, JSON_CONTENT_TYPE, TITLES
 from sends import event_api, events, timeline, views
+from webhooks import api as webhook_api
 
 # -- authentication ---------------------------------------------------------------------------
 
@@ -234,6 +235,92 @@ class EventPageSerializer(serializers.Serializer):
 
     class Meta:
         ref_name = "EventPage"
+
+
+def _event_types(**kwargs) -> serializers.ListField:
+    return serializers.ListField(
+        child=serializers.ChoiceField(choices=[*events.ALL_TYPES, events.WILDCARD]),
+        min_length=1,
+        max_length=webhook_api.MAX_EVENT_TYPES,
+        **kwargs,
+    )
+
+
+class WebhookEndpointCreateSerializer(serializers.Serializer):
+    url = serializers.URLField(max_length=2000, help_text="http(s), no user name or password.")
+    eventTypes = _event_types(  # noqa: N815
+        required=False, help_text="Event types to deliver; `email.*` (the default) for all."
+    )
+    enabled = serializers.BooleanField(required=False, default=True)
+
+    class Meta:
+        ref_name = "WebhookEndpointCreate"
+
+
+class WebhookEndpointUpdateSerializer(serializers.Serializer):
+    url = serializers.URLField(max_length=2000, required=False)
+    eventTypes = _event_types(required=False)  # noqa: N815
+    enabled = serializers.BooleanField(
+        required=False, help_text="`true` also clears an automatic disabling."
+    )
+    rotateSecret = serializers.BooleanField(  # noqa: N815
+        required=False,
+        help_text="A new secret, in this answer only; the old one keeps signing for 24 hours.",
+    )
+
+    class Meta:
+        ref_name = "WebhookEndpointUpdate"
+
+
+class WebhookEndpointSerializer(serializers.Serializer):
+    id = serializers.CharField(help_text="`whep_` + 26 characters.")
+    url = serializers.CharField()
+    eventTypes = serializers.ListField(child=serializers.CharField())  # noqa: N815
+    enabled = serializers.BooleanField()
+    disabledReason = serializers.CharField(  # noqa: N815
+        allow_null=True, help_text="Why the service disabled it (20 events failed in a row)."
+    )
+    createdAt = serializers.DateTimeField()  # noqa: N815
+    updatedAt = serializers.DateTimeField()  # noqa: N815
+
+    class Meta:
+        ref_name = "WebhookEndpoint"
+
+
+class WebhookEndpointWithSecretSerializer(WebhookEndpointSerializer):
+    secret = serializers.CharField(
+        required=False, help_text="`whsec_…`: at creation and rotation only."
+    )
+
+    class Meta:
+        ref_name = "WebhookEndpointWithSecret"
+
+
+class WebhookEndpointListSerializer(serializers.Serializer):
+    data = WebhookEndpointSerializer(many=True)
+
+    class Meta:
+        ref_name = "WebhookEndpointList"
+
+
+class WebhookDeliverySerializer(serializers.Serializer):
+    id = serializers.CharField(help_text="`whdl_` + 26 characters.")
+    eventId = serializers.CharField(help_text="The envelope's id (`webhook-id`).")  # noqa: N815
+    eventType = serializers.CharField()  # noqa: N815
+    status = serializers.ChoiceField(choices=["pending", "succeeded", "failed"])
+    attempts = serializers.IntegerField()
+    nextAttemptAt = serializers.DateTimeField(allow_null=True)  # noqa: N815
+    createdAt = serializers.DateTimeField()  # noqa: N815
+
+    class Meta:
+        ref_name = "WebhookDelivery"
+
+
+class WebhookTestSerializer(serializers.Serializer):
+    delivery = WebhookDeliverySerializer()
+
+    class Meta:
+        ref_name = "WebhookTest"
 
 
 class _WindowSerializer(serializers.Serializer):
@@ -671,7 +758,89 @@ def _annotate() -> None:
     )(event_api.MetricsView)
 
 
+WEBHOOK_ERRORS = {
+    **AUTH_ERRORS,
+    404: problem("No such endpoint in your organization", "not_found"),
+    503: problem("The database is unavailable", "service_unavailable"),
+}
+_WRITE_ERRORS = {
+    **WEBHOOK_ERRORS,
+    400: problem(
+        "Invalid fields (each one named in details), a URL the SSRF guard refuses, "
+        "or too many endpoints",
+        "validation_error",
+    ),
+    415: problem("The body is not JSON", "unsupported_media_type"),
+}
+_ENDPOINT_ID = OpenApiParameter(
+    "endpoint_id", {"type": "string", "pattern": "^whep_[0-9a-z]{26}$"}, OpenApiParameter.PATH
+)
+_WEBHOOK_DESCRIPTION = (
+    "Each matching event is POSTed to the endpoint as its envelope, signed with "
+    "`Fluxomail-Signature: sha256=<hex HMAC-SHA256 of the body>` and the Standard Webhooks "
+    "headers `webhook-id`, `webhook-timestamp`, `webhook-signature`. Scope `webhooks_manage`."
+)
+
+
+def _annotate_webhooks() -> None:
+    def schema(summary: str, operation_id: str, responses: dict, **kwargs):
+        return extend_schema(
+            summary=summary,
+            operation_id=operation_id,
+            description=_WEBHOOK_DESCRIPTION,
+            responses=_with_media_types(responses),
+            parameters=kwargs.pop("parameters", []) + REQUEST_ID_HEADERS + [_AUTH_HEADER],
+            tags=["Webhooks"],
+            **kwargs,
+        )
+
+    extend_schema_view(
+        get=schema(
+            "List webhook endpoints",
+            "webhook_endpoints_list",
+            {200: WebhookEndpointListSerializer, **AUTH_ERRORS, 503: WEBHOOK_ERRORS[503]},
+        ),
+        post=schema(
+            "Create a webhook endpoint",
+            "webhook_endpoints_create",
+            {201: WebhookEndpointWithSecretSerializer, **_WRITE_ERRORS},
+            request={"application/json": WebhookEndpointCreateSerializer},
+        ),
+    )(webhook_api.EndpointListView)
+    extend_schema_view(
+        get=schema(
+            "A webhook endpoint",
+            "webhook_endpoints_retrieve",
+            {200: WebhookEndpointSerializer, **WEBHOOK_ERRORS},
+            parameters=[_ENDPOINT_ID],
+        ),
+        patch=schema(
+            "Change or rotate a webhook endpoint",
+            "webhook_endpoints_update",
+            {200: WebhookEndpointWithSecretSerializer, **_WRITE_ERRORS},
+            request={"application/json": WebhookEndpointUpdateSerializer},
+            parameters=[_ENDPOINT_ID],
+        ),
+        delete=schema(
+            "Delete a webhook endpoint",
+            "webhook_endpoints_destroy",
+            {204: None, **WEBHOOK_ERRORS},
+            parameters=[_ENDPOINT_ID],
+        ),
+    )(webhook_api.EndpointDetailView)
+    extend_schema_view(
+        post=schema(
+            "Send a test event",
+            "webhook_endpoints_test",
+            {202: WebhookTestSerializer, **WEBHOOK_ERRORS},
+            request=None,
+            parameters=[_ENDPOINT_ID],
+        ),
+    )(webhook_api.EndpointTestView)
+
+
 _annotate()
+_annotate_webhooks()
 
 
 # -- serving ----------------------------------------------------------------------------------

@@ -134,6 +134,7 @@ INSTALLED_APPS = [
     "accounts",
     "sends",
     "usage",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -333,7 +334,25 @@ JOBS_SWEEP_SECONDS = env_float("JOBS_SWEEP_SECONDS", 15.0, minimum=0.1)
 JOBS_PURGE_SECONDS = env_float("JOBS_PURGE_SECONDS", 3600.0, minimum=0.1)
 CELERY_BEAT_SCHEDULE = {
     "purge-idempotency": {"task": "sends.purge_idempotency", "schedule": JOBS_PURGE_SECONDS},
+    "sweep-webhooks": {"task": "webhooks.sweep", "schedule": JOBS_SWEEP_SECONDS},
+    "purge-webhook-log": {"task": "webhooks.purge", "schedule": JOBS_PURGE_SECONDS},
 }
+
+# Outbound webhooks (SPEC.md section 11, webhooks/delivery.py).
+WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 5, minimum=1)
+# The n-th retry waits base x 3^(n-1) (±20%): 90 s gives 5 attempts over about an hour.
+WEBHOOK_RETRY_BASE_SECONDS = env_float("WEBHOOK_RETRY_BASE_SECONDS", 90.0, minimum=0.0)
+WEBHOOK_DISABLE_AFTER = env_int("WEBHOOK_DISABLE_AFTER", 20, minimum=1)
+WEBHOOK_LOG_DAYS = env_int("WEBHOOK_LOG_DAYS", 30, minimum=1)
+# How long the previous secret keeps signing after a rotation.
+WEBHOOK_SECRET_OVERLAP_HOURS = env_float("WEBHOOK_SECRET_OVERLAP_HOURS", 24.0, minimum=0.0)
+# How far behind the event log the sweeper's catch-up of lost fan-outs reads.
+WEBHOOK_FANOUT_LAG_SECONDS = env_float("WEBHOOK_FANOUT_LAG_SECONDS", 60.0, minimum=0.0)
+WEBHOOK_MAX_ENDPOINTS = env_int("WEBHOOK_MAX_ENDPOINTS", 20, minimum=1)
+# Off in production: endpoints may not resolve to loopback, private, link-local or metadata
+# addresses (checked at creation and at every attempt). On for self-hosters who need them.
+WEBHOOK_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", not PRODUCTION)
 
 # CORS (django-cors-headers, SPEC.md section 4) on the public API only, never on the admin,
 # dashboard, tracking or unsubscribe pages. Keys travel in headers, never in cookies, so no

@@ -192,6 +192,9 @@ class MessageAttemptSerializer(serializers.Serializer):
     feedbackId = serializers.CharField(allow_null=True)  # noqa: N815
     error = serializers.CharField(allow_null=True)
     createdAt = serializers.DateTimeField()  # noqa: N815
+    bodyPurgedAt = serializers.DateTimeField(  # noqa: N815
+        allow_null=True, help_text="When the body was blanked (RETENTION_DAYS after sending)."
+    )
 
     class Meta:
         ref_name = "MessageAttempt"

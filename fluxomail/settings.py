@@ -330,10 +330,13 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 }
 # How often the sweepers look for due rows that no message announced (and for retries).
 JOBS_SWEEP_SECONDS = env_float("JOBS_SWEEP_SECONDS", 15.0, minimum=0.1)
-# How often beat runs the purges (expired idempotency records, ...).
+# Message bodies (text, HTML, headers) are blanked this many days after sending.
+RETENTION_DAYS = env_int("RETENTION_DAYS", 30, minimum=1)
+# How often beat runs the purges (expired idempotency records, message bodies, webhook log).
 JOBS_PURGE_SECONDS = env_float("JOBS_PURGE_SECONDS", 3600.0, minimum=0.1)
 CELERY_BEAT_SCHEDULE = {
     "purge-idempotency": {"task": "sends.purge_idempotency", "schedule": JOBS_PURGE_SECONDS},
+    "purge-bodies": {"task": "sends.purge_bodies", "schedule": JOBS_PURGE_SECONDS},
     "sweep-webhooks": {"task": "webhooks.sweep", "schedule": JOBS_SWEEP_SECONDS},
     "purge-webhook-log": {"task": "webhooks.purge", "schedule": JOBS_PURGE_SECONDS},
 }

@@ -112,12 +112,21 @@ class Message(models.Model):
     headers = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # When the retention job blanked text, html and headers (RETENTION_DAYS after sending).
+    body_purged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["created_at", "id"]
         indexes = [
             # Admin search by provider message id.
             models.Index(fields=["provider_message_id"], name="message_provider_id"),
+            # The retention purge: messages whose body is still there, oldest first. Partial,
+            # so it holds only the last RETENTION_DAYS of messages.
+            models.Index(
+                fields=["created_at"],
+                name="message_unpurged",
+                condition=models.Q(body_purged_at__isnull=True),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -4,7 +4,7 @@ import logging
 
 from celery import shared_task
 
-from sends import idempotency
+from sends import idempotency, retention
 
 logger = logging.getLogger("fluxomail.sends")
 
@@ -15,3 +15,11 @@ def purge_idempotency() -> int:
     deleted = idempotency.purge_expired()
     logger.info("purged %d expired idempotency record(s)", deleted)
     return deleted
+
+
+@shared_task(name="sends.purge_bodies")
+def purge_bodies() -> int:
+    """Blanks message bodies older than RETENTION_DAYS (sends, events and counters stay)."""
+    purged = retention.purge_bodies()
+    logger.info("purged the bodies of %d message(s)", purged)
+    return purged

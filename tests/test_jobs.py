@@ -51,6 +51,7 @@ def test_beat_schedules_the_idempotency_purge():
 
 def test_a_job_published_while_the_broker_is_down_is_logged_not_raised(caplog, monkeypatch):
     monkeypatch.setattr(jobs, "_skip_until", 0.0)  # restored afterwards: other tests publish
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)  # Celery prefers it to `broker`
     down = Celery("down", broker=f"amqp://guest:guest@127.0.0.1:{free_port()}//")
     down.conf.update(
         broker_connection_timeout=1,

@@ -105,5 +105,7 @@ class Worker:
     def __enter__(self) -> Worker:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         self.stop()
+        if exc_type is not None:
+            print(f"-- worker output (last 4000 characters):\n{self.output()[-4000:]}")

@@ -148,8 +148,13 @@ class SendEmailRequestSerializer(serializers.Serializer):
 
 class SendEmailResultSerializer(serializers.Serializer):
     sendId = serializers.CharField()  # noqa: N815
-    status = serializers.ChoiceField(choices=["sent"])
-    messageId = serializers.CharField()  # noqa: N815
+    status = serializers.ChoiceField(
+        choices=["sent", "queued", "failed"],
+        help_text="`queued` in queue mode (a worker delivers); a replay answers the current one.",
+    )
+    messageId = serializers.CharField(  # noqa: N815
+        allow_null=True, help_text="Null until a message was handed to the provider."
+    )
     reused = serializers.BooleanField(help_text="True on an idempotent replay.")
 
     class Meta:
@@ -160,7 +165,7 @@ class SendSerializer(serializers.Serializer):
     id = serializers.CharField(help_text="`sends_` + 26 characters, sortable by time.")
     to = serializers.CharField()
     subject = serializers.CharField()
-    status = serializers.ChoiceField(choices=["pending", "sent", "failed"])
+    status = serializers.ChoiceField(choices=["pending", "queued", "sent", "failed"])
     policy = serializers.CharField()
     endpoint = serializers.ChoiceField(choices=["send", "send-global"])
     idempotencyKey = serializers.CharField(allow_null=True)  # noqa: N815
@@ -616,7 +621,9 @@ LIST_PARAMETERS = [
         "limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}, _QUERY
     ),
     OpenApiParameter("cursor", {"type": "string", "maxLength": timeline.CURSOR_MAX_LENGTH}, _QUERY),
-    OpenApiParameter("status", {"type": "string", "enum": ["pending", "sent", "failed"]}, _QUERY),
+    OpenApiParameter(
+        "status", {"type": "string", "enum": ["pending", "queued", "sent", "failed"]}, _QUERY
+    ),
     OpenApiParameter("endpoint", {"type": "string", "enum": ["send", "send-global"]}, _QUERY),
     OpenApiParameter(
         "to",

@@ -330,6 +330,18 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 }
 # How often the sweepers look for due rows that no message announced (and for retries).
 JOBS_SWEEP_SECONDS = env_float("JOBS_SWEEP_SECONDS", 15.0, minimum=0.1)
+# Queued delivery (sends/queue.py): "sync" delivers in the request (the default), "queue"
+# answers {"status": "queued"} and a worker delivers; a policy may override it.
+DELIVERY_MODE = env_str("DELIVERY_MODE", "sync")
+if DELIVERY_MODE not in ("sync", "queue"):
+    raise ImproperlyConfigured(f"DELIVERY_MODE must be 'sync' or 'queue', got {DELIVERY_MODE!r}")
+# Deferrals (SMTP 4xx) and connection failures are retried this long, then the send fails.
+DELIVERY_RETRY_HOURS = env_float("DELIVERY_RETRY_HOURS", 24.0, minimum=0.0)
+# The n-th retry waits base x 2^(n-1) (±20%), at most an hour.
+DELIVERY_RETRY_BASE_SECONDS = env_float("DELIVERY_RETRY_BASE_SECONDS", 60.0, minimum=0.0)
+# A worker owns a claimed job this long; a killed worker's job is taken up again after it.
+DELIVERY_CLAIM_SECONDS = env_float("DELIVERY_CLAIM_SECONDS", 300.0, minimum=0.1)
+
 # Message bodies (text, HTML, headers) are blanked this many days after sending.
 RETENTION_DAYS = env_int("RETENTION_DAYS", 30, minimum=1)
 # How often beat runs the purges (expired idempotency records, message bodies, webhook log).
@@ -337,6 +349,7 @@ JOBS_PURGE_SECONDS = env_float("JOBS_PURGE_SECONDS", 3600.0, minimum=0.1)
 CELERY_BEAT_SCHEDULE = {
     "purge-idempotency": {"task": "sends.purge_idempotency", "schedule": JOBS_PURGE_SECONDS},
     "purge-bodies": {"task": "sends.purge_bodies", "schedule": JOBS_PURGE_SECONDS},
+    "sweep-queued-sends": {"task": "sends.sweep_queued", "schedule": JOBS_SWEEP_SECONDS},
     "sweep-webhooks": {"task": "webhooks.sweep", "schedule": JOBS_SWEEP_SECONDS},
     "purge-webhook-log": {"task": "webhooks.purge", "schedule": JOBS_PURGE_SECONDS},
 }

@@ -19,9 +19,18 @@ class Policy(models.Model):
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="policies"
     )
+
+    class DeliveryMode(models.TextChoices):
+        DEFAULT = "", "The service's DELIVERY_MODE"
+        SYNC = "sync", "In the request (sync)"
+        QUEUE = "queue", "By a worker (queue)"
+
     key = models.SlugField(max_length=50)
     track_opens = models.BooleanField(default=True)
     track_clicks = models.BooleanField(default=True)
+    delivery_mode = models.CharField(
+        max_length=5, choices=DeliveryMode.choices, default=DeliveryMode.DEFAULT, blank=True
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = PolicyQuerySet.as_manager()
@@ -45,6 +54,7 @@ class SendQuerySet(models.QuerySet):
 class Send(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
+        QUEUED = "queued", "Queued"
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
 
@@ -131,6 +141,33 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.send_id} attempt {self.pk}"
+
+
+class QueuedSend(models.Model):
+    """A send accepted in queue mode: the job row a worker delivers from (DELIVERY_MODE).
+
+    `payload` is the request's validated body (attachments in base64), kept only until the
+    send is sent or failed; the row goes then.
+    """
+
+    send = models.OneToOneField(Send, on_delete=models.CASCADE, related_name="job")
+    payload = models.JSONField()
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    # The claim: a worker owns the row until then (a killed worker's claim runs out).
+    locked_until = models.DateTimeField(null=True, blank=True)
+    # Deferrals are retried until then (DELIVERY_RETRY_HOURS after acceptance).
+    deadline = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            # The sweeper: jobs by due time.
+            models.Index(fields=["next_attempt_at"], name="queued_send_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"job of {self.send_id}"
 
 
 class EventQuerySet(models.QuerySet):

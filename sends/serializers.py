@@ -206,7 +206,7 @@ class SendEmailSerializer(StrictSerializer):
     """The body of POST /api/v1/emails/send and /send-global.
 
     context: `organization` (for policyKey and fromEmail). After is_valid(), `self.policy` is the
-    Policy named by policyKey (or the default one when HTML needs it), else None.
+    Policy named by policyKey (or the default one), None if it was deleted meanwhile.
     """
 
     to = AddressField()
@@ -334,8 +334,8 @@ class SendEmailSerializer(StrictSerializer):
         if errors:
             raise serializers.ValidationError(errors)
         attrs.setdefault("policyKey", DEFAULT_POLICY)
-        if self.policy is None and attrs.get("htmlContent"):
-            # Rendering needs the policy's tracking switches; only then is the default looked up.
+        if self.policy is None:
+            # Rendering needs the policy's tracking switches, and every send its delivery mode.
             self.policy = Policy.objects.filter(
                 organization=self.organization, key=attrs["policyKey"]
             ).first()

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, Organization
 from fluxomail.api import InternalError
-from sends import delivery, events, idempotency
+from sends import delivery, events, idempotency, queue
 from sends.models import Event, IdempotencyRecord, Message, Policy, Send
 from sends.rendering import render_html
 
@@ -106,6 +106,20 @@ def _html_part(message: EmailMultiAlternatives) -> str:
     return ""
 
 
+def attempt_row(send: Send, message: EmailMultiAlternatives) -> Message:
+    """The (unsaved) Message row of one delivery attempt of `message`."""
+    return Message(
+        send=send,
+        from_email=message.from_email,
+        to=[parseaddr(recipient)[1] for recipient in message.recipients()],
+        provider="",
+        feedback_id=message.extra_headers["Feedback-ID"],
+        text=message.body,
+        html=_html_part(message),
+        headers=dict(message.extra_headers),
+    )
+
+
 def _release(record: IdempotencyRecord | None, send: Send | None) -> bool:
     """Marks the claim failed (retryable); False when another worker took the claim over.
 
@@ -141,6 +155,18 @@ def send_email(
             return SendResult(claimed.body, replayed=True)
         record = claimed
         send = record.send
+    if queue.mode(policy) == Policy.DeliveryMode.QUEUE:
+        # Queue mode: the send and its job are stored, a worker delivers (sends/queue.py).
+        return queue.accept(
+            org=org,
+            key=key,
+            endpoint=endpoint,
+            data=data,
+            request_id=request_id,
+            record=record,
+            send=send,
+            idempotency_key=idempotency_request.key if idempotency_request else None,
+        )
     try:
         if send is None:
             send = _create_send(
@@ -159,16 +185,7 @@ def send_email(
         extra = {"sendId": send.public_id} if send is not None else {}
         raise InternalError(extra=extra) from exc
 
-    attempt = Message(
-        send=send,
-        from_email=message.from_email,
-        to=[parseaddr(recipient)[1] for recipient in message.recipients()],
-        provider="",
-        feedback_id=message.extra_headers["Feedback-ID"],
-        text=message.body,
-        html=_html_part(message),
-        headers=dict(message.extra_headers),
-    )
+    attempt = attempt_row(send, message)
     try:
         result = delivery.deliver(message)
     except Exception as exc:

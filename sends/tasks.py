@@ -4,7 +4,7 @@ import logging
 
 from celery import shared_task
 
-from sends import idempotency, retention
+from sends import idempotency, queue, retention
 
 logger = logging.getLogger("fluxomail.sends")
 
@@ -23,3 +23,13 @@ def purge_bodies() -> int:
     purged = retention.purge_bodies()
     logger.info("purged the bodies of %d message(s)", purged)
     return purged
+
+
+@shared_task(name="sends.deliver_queued")
+def deliver_queued(job_pk: int) -> str | None:
+    return queue.deliver(job_pk)
+
+
+@shared_task(name="sends.sweep_queued")
+def sweep_queued() -> int:
+    return queue.sweep()

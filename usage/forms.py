@@ -29,6 +29,7 @@ class SendFilterForm(forms.Form):
     STATUS_CHOICES = [
         ("", "Any status"),
         ("pending", "Pending"),
+        ("queued", "Queued"),
         ("sent", "Sent"),
         ("failed", "Failed"),
     ]

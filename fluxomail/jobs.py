@@ -10,6 +10,7 @@ import logging
 import time
 
 from django.db import transaction
+from django.db.models import Q
 
 logger = logging.getLogger("fluxomail.jobs")
 
@@ -38,3 +39,17 @@ def publish(task, *args) -> bool:
 def enqueue(task, *args) -> None:
     """Publishes `task(*args)` once the current transaction commits (at once in autocommit)."""
     transaction.on_commit(lambda: publish(task, *args))
+
+
+def due(now) -> Q:
+    """Job rows whose time has come and that no worker holds (or whose claim ran out): the
+    rows have `next_attempt_at` and `locked_until`."""
+    return Q(next_attempt_at__lte=now) & (Q(locked_until__isnull=True) | Q(locked_until__lt=now))
+
+
+def publish_due(queryset, task, limit: int = 500) -> int:
+    """The sweepers: publishes `task(pk)` for the `limit` most overdue rows of `queryset`."""
+    pks = list(queryset.order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
+    for pk in pks:
+        publish(task, pk)
+    return len(pks)

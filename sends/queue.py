@@ -29,7 +29,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from fluxomail import jobs
@@ -40,7 +40,6 @@ from sends.models import Event, IdempotencyRecord, Policy, QueuedSend, Send
 
 logger = logging.getLogger("fluxomail.sends")
 
-SWEEP_BATCH = 500
 MAX_BACKOFF = timedelta(hours=1)
 
 
@@ -126,10 +125,6 @@ def accept(
     return services.SendResult(body)
 
 
-def _due(now) -> Q:
-    return Q(next_attempt_at__lte=now) & (Q(locked_until__isnull=True) | Q(locked_until__lt=now))
-
-
 def backoff(attempts: int) -> timedelta:
     seconds = settings.DELIVERY_RETRY_BASE_SECONDS * 2 ** min(attempts - 1, 20)
     return min(timedelta(seconds=seconds * random.uniform(0.8, 1.2)), MAX_BACKOFF)
@@ -154,7 +149,7 @@ def deliver(job_pk: int) -> str | None:
     Returns the send's status afterwards."""
     now = timezone.now()
     lease = now + timedelta(seconds=settings.DELIVERY_CLAIM_SECONDS)
-    claimed = QueuedSend.objects.filter(_due(now), pk=job_pk).update(
+    claimed = QueuedSend.objects.filter(jobs.due(now), pk=job_pk).update(
         locked_until=lease, attempts=F("attempts") + 1
     )
     if not claimed:
@@ -223,14 +218,7 @@ def _finish(job: QueuedSend, send: Send, status: str, message_id: str | None = N
 
 
 def sweep(now=None) -> int:
-    """Publishes every due job (at most SWEEP_BATCH): those whose message was lost, retries,
+    """Publishes every due job (at most 500 at a time): those whose message was lost, retries,
     and the jobs of killed workers once their claim ran out."""
     now = now or timezone.now()
-    due = list(
-        QueuedSend.objects.filter(_due(now))
-        .order_by("next_attempt_at")
-        .values_list("pk", flat=True)[:SWEEP_BATCH]
-    )
-    for pk in due:
-        jobs.publish(_tasks().deliver_queued, pk)
-    return len(due)
+    return jobs.publish_due(QueuedSend.objects.filter(jobs.due(now)), _tasks().deliver_queued)

@@ -10,24 +10,17 @@ from django.contrib import admin, messages
 
 from fluxomail.admin import ReadOnlyModelAdmin
 from sends.admin import ReadOnlyInline
-from webhooks import delivery, targets
+from webhooks import delivery
+from webhooks.forms import EndpointUrlField
 from webhooks.models import Attempt, Delivery, Endpoint
 
 
 class EndpointForm(forms.ModelForm):
-    url = forms.URLField(label="URL", max_length=2000, assume_scheme="https")
+    url = EndpointUrlField()
 
     class Meta:
         model = Endpoint
         fields = ["url", "event_types", "enabled", "disabled_reason"]
-
-    def clean_url(self) -> str:
-        url = self.cleaned_data["url"]
-        try:
-            targets.check_new_url(url)
-        except targets.UnsafeTarget as exc:
-            raise forms.ValidationError(str(exc)) from None
-        return url
 
 
 @admin.register(Endpoint)

@@ -141,9 +141,7 @@ def backoff(attempts: int) -> timedelta:
 
 
 def _due(now) -> Q:
-    return Q(status=Status.PENDING, next_attempt_at__lte=now) & (
-        Q(locked_until__isnull=True) | Q(locked_until__lt=now)
-    )
+    return Q(status=Status.PENDING) & jobs.due(now)
 
 
 def attempt(delivery_id: int) -> Attempt | None:
@@ -269,14 +267,7 @@ def sweep(now=None) -> int:
     """Catches up the fan-out, then publishes every due delivery (at most SWEEP_BATCH)."""
     now = now or timezone.now()
     catch_up(now)
-    due = list(
-        Delivery.objects.filter(_due(now))
-        .order_by("next_attempt_at")
-        .values_list("pk", flat=True)[:SWEEP_BATCH]
-    )
-    for pk in due:
-        jobs.publish(_tasks().deliver, pk)
-    return len(due)
+    return jobs.publish_due(Delivery.objects.filter(_due(now)), _tasks().deliver, SWEEP_BATCH)
 
 
 def _delete_in_batches(queryset, batch: int = 5000) -> int:

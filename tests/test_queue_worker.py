@@ -49,8 +49,9 @@ def test_a_worker_delivers_a_queued_send_and_logs_under_its_request_id(api, send
     with Worker(smtp_port=smtp.port) as worker:
         send = post(api, send_key, "qw-1", request_id="req-qw1")
         wait_for(lambda: status_of(send) == "sent", what="the delivery")
+        # The worker's log line of that job carries the request's id.
+        wait_for(lambda: "[req-qw1] queued send" in worker.output(), what="the log line")
     assert len(smtp.messages) == 1
-    assert "[req-qw1] queued send" in worker.output()
     replay = api.post(SEND, SEED_BODY, format="json", HTTP_IDEMPOTENCY_KEY="qw-1",
                       **send_key.bearer).json()  # fmt: skip
     assert (replay["status"], replay["reused"]) == ("sent", True)

@@ -302,6 +302,9 @@ def filesystem_broker_options(jobs_dir: Path) -> dict:
         "data_folder_out": queue,
         "control_folder": str(jobs_dir / "control"),
         "store_processed": False,
+        # An idle worker lists the folder 10 times a second (kombu's default: once), so a job
+        # waits 0.1 s at most, and a worker busy at its prefetch limit takes the next at once.
+        "polling_interval": 0.1,
     }
 
 

@@ -20,8 +20,9 @@ from fluxomail.celery import app as celery_app
 from tests.servers import LOG_DIR, LOG_FILES, live_env
 
 
-def wait_for(condition, limit: float = 30.0, step: float = 0.1, what: str = "condition"):
-    """Polls `condition` until it returns something truthy (a wait, never a timing assertion)."""
+def wait_for(condition, limit: float = 90.0, step: float = 0.1, what: str = "condition"):
+    """Polls `condition` until it returns something truthy (a wait, never a timing assertion;
+    the bound is generous: a shared CI machine may be slow)."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         value = condition()

@@ -61,6 +61,10 @@ def test_event_types_default_to_every_type(api, hooks_key):
     [
         ({"url": "ftp://example.com/x"}, "url"),
         ({"url": "https://user:pw@example.com/x"}, "url"),
+        ({"url": "http://["}, "url"),
+        ({"url": "https://example.com:99999/x"}, "url"),
+        ({"url": "https://exa mple.com/x"}, "url"),
+        ({"url": "https://example.com/\x00"}, "url"),
         ({"url": 5}, "url"),
         ({"url": URL, "eventTypes": ["email.sent", "sms.sent"]}, "eventTypes.1"),
         ({"url": URL, "eventTypes": []}, "eventTypes"),

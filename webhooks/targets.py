@@ -34,15 +34,17 @@ def allowed_address(address: str) -> bool:
 
 def check_url(url: str) -> None:
     """Raises UnsafeTarget for a URL that is not http(s) with a host, or carries credentials."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises on a malformed port)
+    except ValueError:  # "http://[", a port out of range, ...
+        raise UnsafeTarget("The URL is not valid.") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UnsafeTarget("The URL must be http:// or https:// with a host.")
     if parts.username is not None or parts.password is not None:
         raise UnsafeTarget("The URL may not carry a user name or password.")
-    try:
-        parts.port  # noqa: B018 (raises on a malformed port)
-    except ValueError:
-        raise UnsafeTarget("The URL's port is not valid.") from None
+    if any(char.isspace() or ord(char) < 32 or ord(char) == 127 for char in url):
+        raise UnsafeTarget("The URL may not contain spaces or control characters.")
 
 
 def check_new_url(url: str) -> None:
@@ -59,7 +61,7 @@ def resolve(url: str) -> str:
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
+    except (OSError, UnicodeError, ValueError):
         raise UnsafeTarget(f"The host {parts.hostname} does not resolve.") from None
     addresses = [info[4][0] for info in infos]
     if not settings.WEBHOOK_ALLOW_PRIVATE_TARGETS:

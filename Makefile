@@ -25,11 +25,12 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 migrate: $(VENV)/.installed-run
 	$(BIN)/python manage.py migrate --noinput
 
-# Links in the demo's mails (tracking) and the printed examples follow HOST and PORT.
+# Links in the demo's mails (tracking) and the printed examples follow HOST and PORT. The web
+# server, a Celery worker and beat run together (fluxomail/devserver.py); Ctrl-C stops all three.
 run: export SITE_URL ?= http://$(HOST):$(PORT)
 run: migrate
 	$(BIN)/python manage.py bootstrap_demo
-	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+	$(BIN)/python -m fluxomail.devserver $(HOST):$(PORT)
 
 test: $(VENV)/.installed-dev
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -46,4 +47,4 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) db.sqlite3 .demo-credentials.json staticfiles .pytest_cache .ruff_cache
+	rm -rf $(VENV) var db.sqlite3 .demo-credentials.json staticfiles .pytest_cache .ruff_cache

@@ -93,6 +93,7 @@ class Scope(models.TextChoices):
     PREFERENCES_READ = "preferences_read", "Read preferences"
     PREFERENCES_MANAGE = "preferences_manage", "Manage preferences"
     CONTACTS_WRITE = "contacts_write", "Sync contacts"
+    WEBHOOKS_MANAGE = "webhooks_manage", "Manage webhook endpoints"
 
 
 class ApiKeyQuerySet(models.QuerySet):

@@ -98,6 +98,7 @@ def main() -> None:
     django.setup()
     from accounts.models import ApiKey, Organization, Scope
     from accounts.services import create_organization
+    from sends.models import Policy
 
     keys, seed_rows = int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 0
     organization = Organization.objects.filter(slug="bench").first()
@@ -111,6 +112,10 @@ def main() -> None:
             from_name="Bench",
             from_email="bench@example.com",
         )
+    # The queue-mode scenario sends under this policy (bench/run.py, queued_small).
+    Policy.objects.update_or_create(
+        organization=organization, key="queued", defaults={"delivery_mode": "queue"}
+    )
     for old in ApiKey.objects.for_org(organization).filter(revoked_at__isnull=True):
         old.revoke()
     tokens = []

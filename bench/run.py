@@ -3,6 +3,10 @@
 Production parts on this machine: gunicorn (sync workers, 2 x cores by default), PostgreSQL,
 Redis, and a counting SMTP server on 127.0.0.1 (aiosmtpd, its own process). Load comes from
 wrk in a separate process (bench/load.lua gives every fresh request its own Idempotency-Key).
+A queue-mode scenario sends under a policy whose delivery mode is `queue`: it reports the
+accepted sends per second at the API, then waits for Celery workers (their own processes,
+`--queue-workers`, on the filesystem broker unless CELERY_BROKER_URL names one) to deliver every
+one and reports the end-to-end delivery rate.
 The baseline is an endpoint of the same server (bench/views.py, registered by bench/settings.py
 only) that authenticates the key and validates the body with the send API's serializer but
 writes and sends nothing: every scenario is reported as a ratio to it.
@@ -71,6 +75,8 @@ def styled_html(links: int = 10, size: int = 10_000) -> str:
     return html + "</body></html>"
 
 
+QUEUED_BODY = {**SMALL_BODY, "policyKey": "queued"}  # bench/fixtures.py: delivery_mode=queue
+
 HTML_BODY = {
     "to": "user@example.com",
     "subject": "Your weekly picks",
@@ -84,7 +90,7 @@ class Scenario:
     name: str
     description: str
     path: str = "/api/v1/emails/send"
-    body: str = "small"  # small | html
+    body: str = "small"  # small | html | queued
     mode: str = "fresh"  # fresh | replay
     keys: int = 1  # API keys the traffic is spread over
     database: str = "empty"  # empty | 1m
@@ -107,6 +113,7 @@ SCENARIOS = [
         database="1m",
         sends_mail=False,
     ),
+    Scenario("queued_small", "fresh sends in queue mode, then delivered by workers", body="queued"),
 ]
 for _scenario in SCENARIOS:
     if _scenario.path == "/bench/baseline":
@@ -205,9 +212,14 @@ def scalar(dbname: str, args: argparse.Namespace, sql: str, params=()) -> int:
         connection.close()
 
 
+JOBS_DIR = Path(tempfile.mkdtemp(prefix="flx-bench-jobs-"))
+
+
 def service_env(dbname: str, args: argparse.Namespace, smtp_port: int) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
+        # The job broker of this run, shared by gunicorn and the workers.
+        JOBS_DIR=str(JOBS_DIR),
         DJANGO_SETTINGS_MODULE="bench.settings",
         DATABASE_URL=f"postgres://{args.pg_user}@{args.pg_host}:{args.pg_port}/{dbname}",
         REDIS_URL=f"redis://127.0.0.1:{args.redis_port}/{args.redis_db}",
@@ -271,6 +283,28 @@ class SmtpCounter:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(10)
+
+
+class Workers:
+    """Celery workers delivering the queued sends (one process with `concurrency` children)."""
+
+    def __init__(self, env: dict[str, str], concurrency: int, log_path: Path):
+        self.log = log_path.open("ab")
+        self.process = subprocess.Popen(
+            [str(BIN / "celery"), "-A", "fluxomail", "worker", "--loglevel=WARNING",
+             f"--concurrency={concurrency}", "--without-mingle", "--without-gossip"],
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        self.log.close()
 
 
 class Gunicorn:
@@ -475,6 +509,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="",
         help="comma-separated scenario names, `stream` for the stream scenario (default: all)",
     )
+    parser.add_argument(
+        "--queue-workers", type=int, default=cores, help="Celery worker processes (queue mode)"
+    )
     parser.add_argument("--pg-host", default=os.environ.get("BENCH_PG_HOST", "127.0.0.1"))
     parser.add_argument("--pg-port", type=int, default=int(os.environ.get("BENCH_PG_PORT", 5432)))
     parser.add_argument("--pg-user", default=os.environ.get("BENCH_PG_USER", "postgres"))
@@ -556,7 +593,7 @@ def run_slice(
     warmup: float,
 ) -> dict:
     """One measured slice of a scenario; the SMTP and database counts are settled after it."""
-    body = HTML_BODY if scenario.body == "html" else SMALL_BODY
+    body = {"html": HTML_BODY, "queued": QUEUED_BODY}.get(scenario.body, SMALL_BODY)
     body_file = write_body(scenario, workdir, body)
     tokens = target.tokens[: scenario.keys]
     url = target.server.url + scenario.path
@@ -576,15 +613,23 @@ def run_slice(
         connections=args.connections,
         threads=args.threads,
     )
+    queued = scenario.body == "queued"
     if warmup > 0:
         warm_prefix = prefix if scenario.mode == "replay" else f"warm-{prefix}"
         wrk(url, duration=warmup, **{**common, "prefix": warm_prefix})
+        if queued:
+            drain(target, args)
     smtp_before = smtp.settled()
     last_id = scalar(target.dbname, args, "SELECT max(id) FROM sends_send")
     sampler = RssSampler(target.server)
     sampler.start()
+    started = time.monotonic()
     stats = wrk(url, duration=args.duration, **common)
     peaks = sampler.stop()
+    delivered_in = None
+    if queued:
+        drain(target, args, last_id)
+        delivered_in = time.monotonic() - started
     smtp_received = smtp.settled() - smtp_before
     accepted = scalar(
         target.dbname,
@@ -607,6 +652,8 @@ def run_slice(
         "seconds": seconds,
         "ok": ok,
         "rps": ok / seconds,
+        # Queue mode: from the first request to the last delivery, sends delivered per second.
+        "delivered_per_s": accepted / delivered_in if delivered_in else None,
         "stats": stats,
         "peaks": peaks,
         "created": created,
@@ -614,6 +661,15 @@ def run_slice(
         "smtp_received": smtp_received,
         "consistent": consistent,
     }
+
+
+def drain(target: Target, args: argparse.Namespace, after_id: int = 0, limit: float = 300) -> float:
+    """Waits until the workers delivered every queued send; returns the seconds it took."""
+    started = time.monotonic()
+    sql = "SELECT count(*) FROM sends_send WHERE id > %s AND status = 'queued'"
+    while scalar(target.dbname, args, sql, [after_id]) and time.monotonic() - started < limit:
+        time.sleep(0.2)
+    return time.monotonic() - started
 
 
 def median(values: list[float]) -> float:
@@ -646,6 +702,11 @@ def summarise(scenario: Scenario, slices: list[dict], baselines: list[float]) ->
         "seconds": round(sum(piece["seconds"] for piece in slices), 1),
         "rps": round(median([piece["rps"] for piece in slices]), 1),
         "rps_per_round": [round(piece["rps"], 1) for piece in slices],
+        "delivered_per_s": (
+            round(median([piece["delivered_per_s"] for piece in slices]), 1)
+            if slices and slices[0]["delivered_per_s"] is not None
+            else None
+        ),
         "ratio_to_baseline": round(median(ratios), 2) if ratios else None,
         "ratio_per_round": [round(r, 2) for r in ratios],
         "p50_ms": round(median([s["p50_us"] for s in stats]) / 1000, 1),
@@ -688,6 +749,9 @@ def print_table(report: dict) -> None:
             f"{row['sends_accepted']:>7}{row['smtp_received']:>7}"
             f"  {'yes' if row['smtp_matches_accepted'] else 'NO'}"
         )
+    for row in report["scenarios"]:
+        if row.get("delivered_per_s") is not None:
+            print(f"{row['scenario']}: delivered end to end at {row['delivered_per_s']} sends/s")
     print()
     for item in report["targets"]:
         print(
@@ -721,6 +785,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="flx-bench-"))
     gunicorn_log = workdir / "gunicorn.log"
     smtp = SmtpCounter()
+    workers: Workers | None = None
     targets: dict[str, Target] = {}
     slices: dict[str, list[dict]] = {s.name: [] for s in scenarios}
     baselines: dict[str, list[float]] = {s.name: [] for s in scenarios}
@@ -739,6 +804,8 @@ def main(argv: list[str] | None = None) -> int:
                 empty_tables(dbname, args)
             server = Gunicorn(env, args.workers, gunicorn_log)
             targets[database] = Target(database, dbname, server, tokens, set())
+            if database == "empty" and any(s.body == "queued" for s in scenarios):
+                workers = Workers(env, args.queue_workers, workdir / "workers.log")
         # Rounds: every scenario once per round, the baseline first, the order rotated from
         # round to round; each scenario's ratio is taken against its own round's baseline.
         others = [s for s in scenarios if s.name != "baseline"]
@@ -769,6 +836,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for target in targets.values():
             target.server.stop()
+        if workers is not None:
+            workers.stop()
         smtp.stop()
 
     results = [summarise(s, slices[s.name], baselines[s.name]) for s in scenarios]

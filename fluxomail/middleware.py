@@ -16,6 +16,11 @@ def current_request_id() -> str:
     return _request_id.get()
 
 
+def set_request_id(value: str) -> None:
+    """The request id of the work at hand, for code that runs outside a request (tasks)."""
+    _request_id.set(value)
+
+
 def new_request_id() -> str:
     return "req_" + secrets.token_hex(12)
 

@@ -29,6 +29,7 @@ from contacts import api as contacts_api
 from fluxomail.api import ERROR_CONTENT_TYPES, JSON_CONTENT_TYPE, TITLES
 from sends import event_api, events, stream, timeline, views
 from sends.models import Send
+from webhooks import api as webhook_api
 
 SEND_STATUSES = list(Send.Status.values)
 
@@ -172,11 +173,14 @@ class SendEmailRequestSerializer(serializers.Serializer):
 class SendEmailResultSerializer(serializers.Serializer):
     sendId = serializers.CharField()  # noqa: N815
     status = serializers.ChoiceField(
-        choices=["sent", "suppressed"],
-        help_text="`suppressed`: the recipient is on the suppression list; nothing was sent.",
+        choices=["sent", "queued", "suppressed", "failed"],
+        help_text=(
+            "`queued` in queue mode (a worker delivers; a replay answers the current one); "
+            "`suppressed`: the recipient is on the suppression list, nothing was sent."
+        ),
     )
     messageId = serializers.CharField(  # noqa: N815
-        allow_null=True, help_text="The provider's message id; null when suppressed."
+        allow_null=True, help_text="Null until a message was handed to the provider."
     )
     reused = serializers.BooleanField(help_text="True on an idempotent replay.")
 
@@ -220,6 +224,9 @@ class MessageAttemptSerializer(serializers.Serializer):
     feedbackId = serializers.CharField(allow_null=True)  # noqa: N815
     error = serializers.CharField(allow_null=True)
     createdAt = serializers.DateTimeField()  # noqa: N815
+    bodyPurgedAt = serializers.DateTimeField(  # noqa: N815
+        allow_null=True, help_text="When the body was blanked (RETENTION_DAYS after sending)."
+    )
 
     class Meta:
         ref_name = "MessageAttempt"
@@ -263,6 +270,92 @@ class EventPageSerializer(serializers.Serializer):
 
     class Meta:
         ref_name = "EventPage"
+
+
+def _event_types(**kwargs) -> serializers.ListField:
+    return serializers.ListField(
+        child=serializers.ChoiceField(choices=[*events.ALL_TYPES, events.WILDCARD]),
+        min_length=1,
+        max_length=webhook_api.MAX_EVENT_TYPES,
+        **kwargs,
+    )
+
+
+class WebhookEndpointCreateSerializer(serializers.Serializer):
+    url = serializers.URLField(max_length=2000, help_text="http(s), no user name or password.")
+    eventTypes = _event_types(  # noqa: N815
+        required=False, help_text="Event types to deliver; `email.*` (the default) for all."
+    )
+    enabled = serializers.BooleanField(required=False, default=True)
+
+    class Meta:
+        ref_name = "WebhookEndpointCreate"
+
+
+class WebhookEndpointUpdateSerializer(serializers.Serializer):
+    url = serializers.URLField(max_length=2000, required=False)
+    eventTypes = _event_types(required=False)  # noqa: N815
+    enabled = serializers.BooleanField(
+        required=False, help_text="`true` also clears an automatic disabling."
+    )
+    rotateSecret = serializers.BooleanField(  # noqa: N815
+        required=False,
+        help_text="A new secret, in this answer only; the old one keeps signing for 24 hours.",
+    )
+
+    class Meta:
+        ref_name = "WebhookEndpointUpdate"
+
+
+class WebhookEndpointSerializer(serializers.Serializer):
+    id = serializers.CharField(help_text="`whep_` + 26 characters.")
+    url = serializers.CharField()
+    eventTypes = serializers.ListField(child=serializers.CharField())  # noqa: N815
+    enabled = serializers.BooleanField()
+    disabledReason = serializers.CharField(  # noqa: N815
+        allow_null=True, help_text="Why the service disabled it (20 events failed in a row)."
+    )
+    createdAt = serializers.DateTimeField()  # noqa: N815
+    updatedAt = serializers.DateTimeField()  # noqa: N815
+
+    class Meta:
+        ref_name = "WebhookEndpoint"
+
+
+class WebhookEndpointWithSecretSerializer(WebhookEndpointSerializer):
+    secret = serializers.CharField(
+        required=False, help_text="`whsec_…`: at creation and rotation only."
+    )
+
+    class Meta:
+        ref_name = "WebhookEndpointWithSecret"
+
+
+class WebhookEndpointListSerializer(serializers.Serializer):
+    data = WebhookEndpointSerializer(many=True)
+
+    class Meta:
+        ref_name = "WebhookEndpointList"
+
+
+class WebhookDeliverySerializer(serializers.Serializer):
+    id = serializers.CharField(help_text="`whdl_` + 26 characters.")
+    eventId = serializers.CharField(help_text="The envelope's id (`webhook-id`).")  # noqa: N815
+    eventType = serializers.CharField()  # noqa: N815
+    status = serializers.ChoiceField(choices=["pending", "succeeded", "failed"])
+    attempts = serializers.IntegerField()
+    nextAttemptAt = serializers.DateTimeField(allow_null=True)  # noqa: N815
+    createdAt = serializers.DateTimeField()  # noqa: N815
+
+    class Meta:
+        ref_name = "WebhookDelivery"
+
+
+class WebhookTestSerializer(serializers.Serializer):
+    delivery = WebhookDeliverySerializer()
+
+    class Meta:
+        ref_name = "WebhookTest"
 
 
 class _WindowSerializer(serializers.Serializer):
@@ -1065,7 +1158,89 @@ def _annotate_recipients() -> None:
     )(token_api.TokenView)
 
 
+WEBHOOK_ERRORS = {
+    **AUTH_ERRORS,
+    404: problem("No such endpoint in your organization", "not_found"),
+    503: problem("The database is unavailable", "service_unavailable"),
+}
+_WRITE_ERRORS = {
+    **WEBHOOK_ERRORS,
+    400: problem(
+        "Invalid fields (each one named in details), a URL the SSRF guard refuses, "
+        "or too many endpoints",
+        "validation_error",
+    ),
+    415: problem("The body is not JSON", "unsupported_media_type"),
+}
+_ENDPOINT_ID = OpenApiParameter(
+    "endpoint_id", {"type": "string", "pattern": "^whep_[0-9a-z]{26}$"}, OpenApiParameter.PATH
+)
+_WEBHOOK_DESCRIPTION = (
+    "Each matching event is POSTed to the endpoint as its envelope, signed with "
+    "`Fluxomail-Signature: sha256=<hex HMAC-SHA256 of the body>` and the Standard Webhooks "
+    "headers `webhook-id`, `webhook-timestamp`, `webhook-signature`. Scope `webhooks_manage`."
+)
+
+
+def _annotate_webhooks() -> None:
+    def schema(summary: str, operation_id: str, responses: dict, **kwargs):
+        return extend_schema(
+            summary=summary,
+            operation_id=operation_id,
+            description=_WEBHOOK_DESCRIPTION,
+            responses=_with_media_types(responses),
+            parameters=kwargs.pop("parameters", []) + REQUEST_ID_HEADERS + [_AUTH_HEADER],
+            tags=["Webhooks"],
+            **kwargs,
+        )
+
+    extend_schema_view(
+        get=schema(
+            "List webhook endpoints",
+            "webhook_endpoints_list",
+            {200: WebhookEndpointListSerializer, **AUTH_ERRORS, 503: WEBHOOK_ERRORS[503]},
+        ),
+        post=schema(
+            "Create a webhook endpoint",
+            "webhook_endpoints_create",
+            {201: WebhookEndpointWithSecretSerializer, **_WRITE_ERRORS},
+            request={"application/json": WebhookEndpointCreateSerializer},
+        ),
+    )(webhook_api.EndpointListView)
+    extend_schema_view(
+        get=schema(
+            "A webhook endpoint",
+            "webhook_endpoints_retrieve",
+            {200: WebhookEndpointSerializer, **WEBHOOK_ERRORS},
+            parameters=[_ENDPOINT_ID],
+        ),
+        patch=schema(
+            "Change or rotate a webhook endpoint",
+            "webhook_endpoints_update",
+            {200: WebhookEndpointWithSecretSerializer, **_WRITE_ERRORS},
+            request={"application/json": WebhookEndpointUpdateSerializer},
+            parameters=[_ENDPOINT_ID],
+        ),
+        delete=schema(
+            "Delete a webhook endpoint",
+            "webhook_endpoints_destroy",
+            {204: None, **WEBHOOK_ERRORS},
+            parameters=[_ENDPOINT_ID],
+        ),
+    )(webhook_api.EndpointDetailView)
+    extend_schema_view(
+        post=schema(
+            "Send a test event",
+            "webhook_endpoints_test",
+            {202: WebhookTestSerializer, **WEBHOOK_ERRORS},
+            request=None,
+            parameters=[_ENDPOINT_ID],
+        ),
+    )(webhook_api.EndpointTestView)
+
+
 _annotate()
+_annotate_webhooks()
 
 
 # -- serving ----------------------------------------------------------------------------------

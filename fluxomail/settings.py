@@ -139,6 +139,7 @@ INSTALLED_APPS = [
     "contacts",
     "sends",
     "usage",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -324,6 +325,93 @@ USAGE_FLUSH_SECONDS = env_float("USAGE_FLUSH_SECONDS", 1.0 if PRODUCTION else 0.
 TRACKING_MACHINE_OPEN_SECONDS = env_int("TRACKING_MACHINE_OPEN_SECONDS", 2, minimum=0)
 # Opens (and, apart, clicks) recorded per send and minute; the pixel and redirect answer anyway.
 TRACKING_MAX_EVENTS_PER_MINUTE = env_int("TRACKING_MAX_EVENTS_PER_MINUTE", 20, minimum=1)
+
+# Jobs (Celery, fluxomail/celery.py). A job's state is a row; the broker only says "look now",
+# and the sweepers find what no message announced. Without CELERY_BROKER_URL the broker is
+# kombu's filesystem transport in JOBS_DIR, so `make run` needs no extra service; production
+# with several hosts points it at RabbitMQ (amqp://) or Redis (redis://).
+JOBS_DIR = Path(env_str("JOBS_DIR", str(BASE_DIR / "var" / "jobs")))
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://"
+
+
+def filesystem_broker_options(jobs_dir: Path) -> dict:
+    """kombu's filesystem transport on `jobs_dir`: one folder of messages, nothing kept."""
+    queue = str(jobs_dir / "queue")
+    return {
+        "data_folder_in": queue,
+        "data_folder_out": queue,
+        "control_folder": str(jobs_dir / "control"),
+        "store_processed": False,
+        # An idle worker lists the folder 10 times a second (kombu's default: once), so a job
+        # waits 0.1 s at most, and a worker busy at its prefetch limit takes the next at once.
+        "polling_interval": 0.1,
+    }
+
+
+if CELERY_BROKER_URL == "filesystem://":
+    CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_broker_options(JOBS_DIR)
+    # Remote control (celery inspect) needs a broadcast the file queue does not carry well.
+    CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
+CELERY_BEAT_SCHEDULE_FILENAME = str(JOBS_DIR / "beat-schedule")
+CELERY_TASK_IGNORE_RESULT = True
+# A task is acknowledged after it ran, so a killed worker's task is delivered again; every task
+# claims its row first, so running twice acts once.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Django's LOGGING (with the request id of every line) stays in charge in the worker too.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A web request that publishes while the broker is down gives up quickly: the row is committed
+# and a sweeper enqueues it later.
+CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 2.0, minimum=0.1)
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
+# How often the sweepers look for due rows that no message announced (and for retries).
+JOBS_SWEEP_SECONDS = env_float("JOBS_SWEEP_SECONDS", 15.0, minimum=0.1)
+# Queued delivery (sends/queue.py): "sync" delivers in the request (the default), "queue"
+# answers {"status": "queued"} and a worker delivers; a policy may override it.
+DELIVERY_MODE = env_str("DELIVERY_MODE", "sync")
+if DELIVERY_MODE not in ("sync", "queue"):
+    raise ImproperlyConfigured(f"DELIVERY_MODE must be 'sync' or 'queue', got {DELIVERY_MODE!r}")
+# Deferrals (SMTP 4xx) and connection failures are retried this long, then the send fails.
+DELIVERY_RETRY_HOURS = env_float("DELIVERY_RETRY_HOURS", 24.0, minimum=0.0)
+# The n-th retry waits base x 2^(n-1) (±20%), at most an hour.
+DELIVERY_RETRY_BASE_SECONDS = env_float("DELIVERY_RETRY_BASE_SECONDS", 60.0, minimum=0.0)
+# A worker owns a claimed job this long; a killed worker's job is taken up again after it.
+DELIVERY_CLAIM_SECONDS = env_float("DELIVERY_CLAIM_SECONDS", 300.0, minimum=0.1)
+
+# Message bodies (text, HTML, headers) are blanked this many days after sending.
+RETENTION_DAYS = env_int("RETENTION_DAYS", 30, minimum=1)
+# How often beat runs the purges (expired idempotency records, message bodies, webhook log).
+JOBS_PURGE_SECONDS = env_float("JOBS_PURGE_SECONDS", 3600.0, minimum=0.1)
+CELERY_BEAT_SCHEDULE = {
+    "purge-idempotency": {"task": "sends.purge_idempotency", "schedule": JOBS_PURGE_SECONDS},
+    "purge-bodies": {"task": "sends.purge_bodies", "schedule": JOBS_PURGE_SECONDS},
+    "sweep-queued-sends": {"task": "sends.sweep_queued", "schedule": JOBS_SWEEP_SECONDS},
+    "sweep-webhooks": {"task": "webhooks.sweep", "schedule": JOBS_SWEEP_SECONDS},
+    "purge-webhook-log": {"task": "webhooks.purge", "schedule": JOBS_PURGE_SECONDS},
+}
+
+# Outbound webhooks (SPEC.md section 11, webhooks/delivery.py).
+WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 5, minimum=1)
+# The n-th retry waits base x 3^(n-1) (±20%): 90 s gives 5 attempts over about an hour.
+WEBHOOK_RETRY_BASE_SECONDS = env_float("WEBHOOK_RETRY_BASE_SECONDS", 90.0, minimum=0.0)
+WEBHOOK_DISABLE_AFTER = env_int("WEBHOOK_DISABLE_AFTER", 20, minimum=1)
+WEBHOOK_LOG_DAYS = env_int("WEBHOOK_LOG_DAYS", 30, minimum=1)
+# How long the previous secret keeps signing after a rotation.
+WEBHOOK_SECRET_OVERLAP_HOURS = env_float("WEBHOOK_SECRET_OVERLAP_HOURS", 24.0, minimum=0.0)
+# How far behind the event log the sweeper's catch-up of lost fan-outs reads.
+WEBHOOK_FANOUT_LAG_SECONDS = env_float("WEBHOOK_FANOUT_LAG_SECONDS", 60.0, minimum=0.0)
+WEBHOOK_MAX_ENDPOINTS = env_int("WEBHOOK_MAX_ENDPOINTS", 20, minimum=1)
+# Off in production: endpoints may not resolve to loopback, private, link-local or metadata
+# addresses (checked at creation and at every attempt). On for self-hosters who need them.
+WEBHOOK_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", not PRODUCTION)
 
 # CORS (django-cors-headers, SPEC.md section 4) on the public API only, never on the admin,
 # dashboard, tracking or unsubscribe pages. Keys travel in headers, never in cookies, so no

@@ -13,11 +13,13 @@ urlpatterns = [
     path("metrics", prometheus.metrics_view, name="prometheus-metrics"),
     path("api/v1/", include("sends.urls")),
     path("api/v1/", include("contacts.api_urls")),
+    path("api/v1/", include("webhooks.urls")),
     path("api/v1/", include("fluxomail.openapi")),
     path("t/", include("sends.tracking_urls")),
     path("webhooks/anymail/", include("sends.provider_webhooks")),
     path("", include("contacts.urls")),
     path("admin/", admin.site.urls),
+    path("", include("webhooks.dashboard_urls")),
     path("", include("usage.urls")),
     # Unknown API, tracking and webhook paths answer in the API's error shape, DEBUG or not.
     re_path(r"^(api|t|webhooks)/", api.not_found),

@@ -23,7 +23,15 @@ class ReadOnlyInline(admin.TabularInline):
 
 class MessageInline(ReadOnlyInline):
     model = Message
-    fields = ["created_at", "provider", "provider_message_id", "from_email", "to", "error"]
+    fields = [
+        "created_at",
+        "provider",
+        "provider_message_id",
+        "from_email",
+        "to",
+        "error",
+        "body_purged_at",
+    ]
     readonly_fields = fields
 
 

@@ -10,6 +10,7 @@ dashboard, the admin and outbound webhooks all call it.
 import hashlib
 from datetime import UTC, datetime
 from email.utils import parseaddr
+from functools import partial
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Sum
@@ -19,6 +20,7 @@ from contacts import services as contacts_services
 from contacts.models import Suppression
 from fluxomail.times import iso, parse_moment  # noqa: F401 (part of this module's API)
 from sends.models import Event, EventCounter, Message, Send
+from sends.signals import event_recorded
 
 Type = Event.Type
 Name = EventCounter.Name
@@ -192,6 +194,9 @@ def record(
                 return None
         _bump(send.organization_id, event.occurred_at, _counter_names(event, send))
         _suppress(event, send)
+        # Listeners (outbound webhooks) hear of it once it is committed; a failing listener
+        # is logged by Django and never breaks the caller.
+        transaction.on_commit(partial(event_recorded.send, sender=Event, event=event), robust=True)
     return event
 
 

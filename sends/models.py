@@ -28,6 +28,12 @@ class Policy(models.Model):
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="policies"
     )
+
+    class DeliveryMode(models.TextChoices):
+        DEFAULT = "", "The service's DELIVERY_MODE"
+        SYNC = "sync", "In the request (sync)"
+        QUEUE = "queue", "By a worker (queue)"
+
     key = models.SlugField(max_length=50)
     track_opens = models.BooleanField(default=True)
     track_clicks = models.BooleanField(default=True)
@@ -40,6 +46,9 @@ class Policy(models.Model):
     one_click_unsubscribe = models.BooleanField(
         default=False,
         help_text="Add List-Unsubscribe (RFC 8058 one-click) headers and an unsubscribe footer.",
+    )
+    delivery_mode = models.CharField(
+        max_length=5, choices=DeliveryMode.choices, default=DeliveryMode.DEFAULT, blank=True
     )
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -74,6 +83,7 @@ class SendQuerySet(models.QuerySet):
 class Send(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
+        QUEUED = "queued", "Queued"
         SENT = "sent", "Sent"
         SUPPRESSED = "suppressed", "Suppressed"
         FAILED = "failed", "Failed"
@@ -164,6 +174,8 @@ class Message(models.Model):
     headers = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # When the retention job blanked text, html and headers (RETENTION_DAYS after sending).
+    body_purged_at = models.DateTimeField(null=True, blank=True)
 
     objects = MessageQuerySet.as_manager()
 
@@ -172,6 +184,13 @@ class Message(models.Model):
         indexes = [
             # Admin search by provider message id; a provider webhook's message.
             models.Index(fields=["provider_message_id"], name="message_provider_id"),
+            # The retention purge: messages whose body is still there, oldest first. Partial,
+            # so it holds only the last RETENTION_DAYS of messages.
+            models.Index(
+                fields=["created_at"],
+                name="message_unpurged",
+                condition=models.Q(body_purged_at__isnull=True),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -206,6 +225,33 @@ class ProviderMessageId(models.Model):
 
     def __str__(self) -> str:
         return self.provider_message_id
+
+
+class QueuedSend(models.Model):
+    """A send accepted in queue mode: the job row a worker delivers from (DELIVERY_MODE).
+
+    `payload` is the request's validated body (attachments in base64), kept only until the
+    send is sent or failed; the row goes then.
+    """
+
+    send = models.OneToOneField(Send, on_delete=models.CASCADE, related_name="job")
+    payload = models.JSONField()
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    # The claim: a worker owns the row until then (a killed worker's claim runs out).
+    locked_until = models.DateTimeField(null=True, blank=True)
+    # Deferrals are retried until then (DELIVERY_RETRY_HOURS after acceptance).
+    deadline = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            # The sweeper: jobs by due time.
+            models.Index(fields=["next_attempt_at"], name="queued_send_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"job of {self.send_id}"
 
 
 class EventQuerySet(models.QuerySet):

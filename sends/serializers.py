@@ -276,7 +276,7 @@ class SendEmailSerializer(StrictSerializer):
     """The body of POST /api/v1/emails/send and /send-global.
 
     context: `organization` (for policyKey and fromEmail). After is_valid(), `self.policy` is the
-    Policy named by policyKey (or the default one when HTML needs it), else None.
+    Policy named by policyKey (or the default one), None if it was deleted meanwhile.
     """
 
     to = AddressField()

@@ -18,8 +18,8 @@ from django.utils import timezone
 from accounts.models import ApiKey, Organization
 from contacts import mail as contacts_mail
 from contacts import services as contacts_services
-from fluxomail.api import DeliveryOutcomeUnknown, InternalError
-from sends import delivery, events, idempotency
+from fluxomail.api import ApiError, DeliveryOutcomeUnknown, InternalError
+from sends import delivery, events, idempotency, queue
 from sends.mime import Email
 from sends.models import Event, IdempotencyRecord, Message, Policy, Send
 from sends.rendering import render_html
@@ -121,6 +121,20 @@ def _send_id(send: Send | None) -> dict:
     return {"sendId": send.public_id} if send is not None else {}
 
 
+def attempt_row(send: Send, message: EmailMultiAlternatives) -> Message:
+    """The (unsaved) Message row of one delivery attempt of `message`."""
+    return Message(
+        send=send,
+        from_email=message.from_email,
+        to=[parseaddr(recipient)[1] for recipient in message.recipients()],
+        provider="",
+        feedback_id=message.extra_headers["Feedback-ID"],
+        text=message.body,
+        html=_html_part(message),
+        headers=dict(message.extra_headers),
+    )
+
+
 def _fail(
     error: InternalError,
     cause: Exception,
@@ -186,6 +200,19 @@ def send_email(
             cc=data.get("cc", []),
             bcc=data.get("bcc", []),
         )
+        if screening.to_reason is None and queue.mode(policy) == Policy.DeliveryMode.QUEUE:
+            # Queue mode: the send and its job are stored, a worker delivers (sends/queue.py);
+            # suppressed cc/bcc are already left out of what it will send.
+            return queue.accept(
+                org=org,
+                key=key,
+                endpoint=endpoint,
+                data={**data, "cc": screening.cc, "bcc": screening.bcc},
+                request_id=request_id,
+                record=record,
+                send=send,
+                idempotency_key=record.key if record is not None else None,
+            )
         if send is None:
             send = _create_send(
                 organization=org,
@@ -199,22 +226,15 @@ def send_email(
         if screening.to_reason is None:
             deliverable = {**data, "cc": screening.cc, "bcc": screening.bcc}
             message = _build_message(org, send, deliverable, policy)
+    except ApiError:
+        raise  # queue mode's answer for a claim taken over (409): not a failure of ours
     except Exception as exc:
         logger.error("send preparation failed: %s", type(exc).__name__, exc_info=exc)
         _fail(InternalError(extra=_send_id(send)), exc, record=record, send=send)
     if screening.to_reason is not None:
         return _drop(send, record, screening.to_reason)
 
-    attempt = Message(
-        send=send,
-        from_email=message.from_email,
-        to=[parseaddr(recipient)[1] for recipient in message.recipients()],
-        provider="",
-        feedback_id=message.extra_headers["Feedback-ID"],
-        text=message.body,
-        html=_html_part(message),
-        headers=dict(message.extra_headers),
-    )
+    attempt = attempt_row(send, message)
     try:
         result = delivery.deliver(message)
     except Exception as exc:

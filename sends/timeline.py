@@ -52,6 +52,7 @@ def message_json(message) -> dict:
         "feedbackId": message.feedback_id or None,
         "error": message.error or None,
         "createdAt": iso(message.created_at),
+        "bodyPurgedAt": iso(message.body_purged_at),
     }
 
 

@@ -6,10 +6,13 @@ reason; FLUXOMAIL_REQUIRE (set by .ci/run) turns those skips into failures, so C
 by skipping them.
 """
 
+import atexit
 import os
 import shutil
 import socket
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -17,7 +20,13 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from accounts.models import ApiKey, Membership, Organization, Scope
+from fluxomail.celery import app as celery_app
+from fluxomail.settings import filesystem_broker_options
 
+# The filesystem job broker of this test session, shared with the live servers and workers it
+# starts (tests/servers.py, tests/workers.py); never the development queue in var/jobs.
+JOBS_DIR = Path(tempfile.mkdtemp(prefix="fluxomail-jobs-"))
+atexit.register(shutil.rmtree, JOBS_DIR, True)
 REQUIRED = {p.strip() for p in os.environ.get("FLUXOMAIL_REQUIRE", "").split(",") if p.strip()}
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 # Headless, and nothing that reaches for the network this machine does not have.
@@ -40,6 +49,9 @@ def _missing_part(name: str) -> str | None:
     elif name == "redis":
         if not settings.REDIS_URL:
             return "needs Redis: set REDIS_URL=redis://..."
+    elif name == "rabbitmq":
+        if not settings.CELERY_BROKER_URL.startswith("amqp://"):
+            return "needs RabbitMQ: set CELERY_BROKER_URL=amqp://..."
     elif name == "browser":
         if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
             return f"needs headless Chromium at {CHROMIUM} (apt-get install chromium)"
@@ -51,7 +63,7 @@ def _missing_part(name: str) -> str | None:
 
 
 def pytest_runtest_setup(item):
-    for part in ("postgres", "redis", "browser"):
+    for part in ("postgres", "redis", "rabbitmq", "browser"):
         if item.get_closest_marker(part) is None:
             continue
         reason = _missing_part(part)
@@ -60,6 +72,18 @@ def pytest_runtest_setup(item):
         if part in REQUIRED:
             pytest.fail(f"FLUXOMAIL_REQUIRE={part} but this run {reason[0].lower()}{reason[1:]}")
         pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _job_broker():
+    """Jobs published by the tests go to this session's folder (or the RabbitMQ of the
+    environment), never to the development queue."""
+    if settings.CELERY_BROKER_URL == "filesystem://":
+        options = filesystem_broker_options(JOBS_DIR)
+        for name in ("data_folder_in", "control_folder"):
+            Path(options[name]).mkdir(exist_ok=True)
+        celery_app.conf.broker_transport_options = options
+    yield
 
 
 @pytest.fixture(autouse=True)

@@ -38,7 +38,7 @@ from urllib.parse import quote
 
 from django.conf import settings
 
-from tests.conftest import free_port
+from tests.conftest import JOBS_DIR, free_port
 
 # Every log file written by a live server during this pytest session.
 LOG_DIR = Path(tempfile.mkdtemp(prefix="fluxomail-live-logs-"))
@@ -65,6 +65,41 @@ def database_url() -> str:
     host = db.get("HOST") or "127.0.0.1"
     port = db.get("PORT") or 5432
     return f"postgres://{auth}{host}:{port}/{db['NAME']}"
+
+
+LIVE_SECRET_KEY = "live-server-" + os.urandom(16).hex()
+
+
+def live_env(*, smtp_port: int | None = None, extra: dict[str, str] | None = None) -> dict:
+    """The environment of a live process (server or worker) on the running test's database,
+    Redis, job broker and, when given, SMTP server."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_", "REDIS_", "EMAIL_", "PYTEST", "DJANGO_SETTINGS"))
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="fluxomail.settings",
+        DATABASE_URL=database_url(),
+        DEBUG="false",
+        # One key for every live process of the session: what one signs, another reads.
+        SECRET_KEY=LIVE_SECRET_KEY,
+        LOG_LEVEL="DEBUG",
+        PYTHONUNBUFFERED="1",
+        # The filesystem broker of this test session (a RabbitMQ URL in the environment wins).
+        JOBS_DIR=str(JOBS_DIR),
+    )
+    if settings.REDIS_URL:
+        env["REDIS_URL"] = settings.REDIS_URL
+    if smtp_port is not None:
+        env.update(
+            EMAIL_BACKEND="sends.delivery.PooledSMTPBackend",
+            EMAIL_HOST="127.0.0.1",
+            EMAIL_PORT=str(smtp_port),
+            EMAIL_TIMEOUT="2",
+        )
+    env.update(extra or {})
+    return env
 
 
 @dataclass
@@ -123,30 +158,7 @@ class LiveServers:
     servers: list[LiveServer] = field(default_factory=list)
 
     def base_env(self) -> dict[str, str]:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("DATABASE_", "REDIS_", "EMAIL_", "PYTEST", "DJANGO_SETTINGS"))
-        }
-        env.update(
-            DJANGO_SETTINGS_MODULE="fluxomail.settings",
-            DATABASE_URL=database_url(),
-            DEBUG="false",
-            SECRET_KEY="live-server-" + os.urandom(16).hex(),
-            LOG_LEVEL="DEBUG",
-            PYTHONUNBUFFERED="1",
-        )
-        if settings.REDIS_URL:
-            env["REDIS_URL"] = settings.REDIS_URL
-        if self.smtp_port is not None:
-            env.update(
-                EMAIL_BACKEND="sends.delivery.PooledSMTPBackend",
-                EMAIL_HOST="127.0.0.1",
-                EMAIL_PORT=str(self.smtp_port),
-                EMAIL_TIMEOUT="2",
-            )
-        env.update(self.env)
-        return env
+        return live_env(smtp_port=self.smtp_port, extra=self.env)
 
     def start(self) -> LiveServers:
         for _ in range(self.count):

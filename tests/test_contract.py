@@ -32,8 +32,8 @@ def _as_json_schema(schema, components: dict):
     return result
 
 
-def response_schema(document: dict, path: str) -> dict:
-    content = document["paths"][path]["get"]["responses"]["200"]["content"]
+def response_schema(document: dict, path: str, method="get", status="200") -> dict:
+    content = document["paths"][path][method]["responses"][status]["content"]
     schema = content["application/json"]["schema"]
     return _as_json_schema(schema, document["components"]["schemas"])
 
@@ -92,6 +92,27 @@ def test_metrics_match_the_document(api, read_key, document, activity):
     values = document["components"]["schemas"]["MetricValues"]
     assert set(body["metrics"]) == set(values["properties"])
     assert body["metrics"]["totalSent"] == 1
+
+
+def test_webhook_endpoint_answers_match_the_document(api, alice_key, document):
+    created = api.post(
+        "/api/v1/webhook-endpoints",
+        {"url": "https://hooks.example.com/in"},
+        format="json",
+        **alice_key.bearer,
+    )
+    jsonschema.validate(
+        created.json(), response_schema(document, "/api/v1/webhook-endpoints", "post", "201")
+    )
+    detail = f"/api/v1/webhook-endpoints/{created.json()['id']}"
+    listed = api.get("/api/v1/webhook-endpoints", **alice_key.bearer).json()
+    jsonschema.validate(listed, response_schema(document, "/api/v1/webhook-endpoints"))
+    endpoint = document["components"]["schemas"]["WebhookEndpoint"]
+    closed(endpoint, "WebhookEndpoint")
+    assert set(listed["data"][0]) == set(endpoint["properties"])
+    tested = api.post(f"{detail}/test", **alice_key.bearer).json()
+    path = "/api/v1/webhook-endpoints/{endpoint_id}/test"
+    jsonschema.validate(tested, response_schema(document, path, "post", "202"))
 
 
 def test_the_document_refuses_a_wrong_envelope(document):

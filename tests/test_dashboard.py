@@ -353,7 +353,7 @@ def test_user_picks_one_of_their_organizations(client, alice, charlie, history, 
     by_day = {row[0]: row[1:] for row in table_rows(html, "outcome")}
     assert by_day["2026-03-15"][0] == "4"
     keys = client.get("/dashboard/keys/").content.decode()
-    assert "globex key" in keys and "web" not in keys
+    assert "<td>globex key</td>" in keys and "<td>web</td>" not in keys
 
 
 def test_picking_an_organization_one_does_not_belong_to_is_404(alice_client, charlie):

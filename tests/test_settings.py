@@ -41,6 +41,8 @@ def test_defaults_load_with_debug_on():
         ("ANYMAIL", "[1, 2]", "ANYMAIL must be a JSON object"),
         ("FLUXOMAIL_ENV", "staging", "FLUXOMAIL_ENV must be 'development' or 'production'"),
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL must be a logging level name"),
+        ("DELIVERY_MODE", "later", "DELIVERY_MODE must be 'sync' or 'queue', got 'later'"),
+        ("WEBHOOK_MAX_ATTEMPTS", "0", "WEBHOOK_MAX_ATTEMPTS must be at least 1, got 0"),
         ("CORS_ALLOWED_ORIGINS", "app.example.com", "got 'app.example.com'"),
         ("CORS_ALLOWED_ORIGINS", "https://app.example.com/", "(scheme and host, no path)"),
         ("CORS_ALLOWED_ORIGINS", "*", "CORS_ALLOWED_ORIGINS must list origins such as"),

@@ -8,6 +8,7 @@ import csv
 from collections.abc import Callable
 from functools import wraps
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -282,6 +283,10 @@ def send_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         "attempts": attempts,
         "timeline": timeline,
         "has_preview": any(m.html or m.text for m in attempts),
+        "body_purged_at": max(
+            (m.body_purged_at for m in attempts if m.body_purged_at), default=None
+        ),
+        "retention_days": settings.RETENTION_DAYS,
     }
     return render(request, "dashboard/send_detail.html", context)
 

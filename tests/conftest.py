@@ -17,6 +17,7 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from accounts.models import ApiKey, Membership, Organization, Scope
+from fluxomail import hotcache
 
 REQUIRED = {p.strip() for p in os.environ.get("FLUXOMAIL_REQUIRE", "").split(",") if p.strip()}
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -67,8 +68,10 @@ def _test_settings(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.USAGE_FLUSH_SECONDS = 0
     cache.clear()
+    hotcache.clear_all()  # rolled-back rows reuse ids on SQLite
     yield
     cache.clear()
+    hotcache.clear_all()
 
 
 @dataclass

@@ -6,6 +6,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from accounts.models import ApiKey, Membership, Organization, Scope
+from fluxomail import hotcache
 
 
 class MembershipInline(admin.TabularInline):
@@ -31,11 +32,13 @@ class OrganizationAdmin(admin.ModelAdmin):
     @admin.action(description="Pause selected organizations")
     def pause(self, request, queryset):
         count = queryset.update(paused=True)
+        hotcache.clear_all()
         self.message_user(request, f"Paused {count} organization(s).")
 
     @admin.action(description="Resume selected organizations")
     def resume(self, request, queryset):
         count = queryset.update(paused=False)
+        hotcache.clear_all()
         self.message_user(request, f"Resumed {count} organization(s).")
 
 
@@ -108,4 +111,5 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke selected keys")
     def revoke(self, request, queryset):
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        hotcache.clear_all()
         self.message_user(request, f"Revoked {count} key(s).")

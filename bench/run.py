@@ -15,7 +15,8 @@ Two databases: `flx_bench` is emptied at the start of the run, `flx_bench_1m` ho
 sends seeded once with generate_series and kept between runs. Results go to
 bench/results/latest.json and a table on stdout. The machine may be shared, so scenarios run
 interleaved in rounds (3 x 5 s each by default) and every ratio is taken against the baseline of
-its own round; the medians are reported. Bounded: about 2.5 minutes once the 1M rows exist.
+its own round; the medians are reported. Bounded: about 4 minutes once the 1M rows exist
+(`--quick`: about 2).
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ class Scenario:
     keys: int = 1  # API keys the traffic is spread over
     database: str = "empty"  # empty | 1m
     sends_mail: bool = True
+    server: str = "app"  # app | ceiling (bench/ceiling.py, the bare WSGI app)
 
 
 SCENARIOS = [
@@ -114,6 +116,17 @@ SCENARIOS = [
         sends_mail=False,
     ),
     Scenario("queued_small", "fresh sends in queue mode, then delivered by workers", body="queued"),
+]
+SCENARIOS += [
+    Scenario("drf", "A: DRF, trivial serializer, no auth", path="/bench/drf", sends_mail=False),
+    Scenario("ceiling", "B: bare WSGI, INSERT + SMTP", path="/ceiling/send", server="ceiling"),
+    Scenario(
+        "ceiling_insert",
+        "B_insert: bare WSGI, INSERT",
+        path="/ceiling/insert",
+        server="ceiling",
+        sends_mail=False,
+    ),
 ]
 for _scenario in SCENARIOS:
     if _scenario.path == "/bench/baseline":
@@ -308,13 +321,15 @@ class Workers:
 
 
 class Gunicorn:
-    def __init__(self, env: dict[str, str], workers: int, log_path: Path):
+    def __init__(
+        self, env: dict[str, str], workers: int, log_path: Path, app: str = "fluxomail.wsgi"
+    ):
         self.port = free_port()
         self.log = log_path.open("ab")
         self.process = subprocess.Popen(
             [
                 str(BIN / "gunicorn"),
-                "fluxomail.wsgi",
+                app,
                 "--bind",
                 f"127.0.0.1:{self.port}",
                 "--workers",
@@ -519,7 +534,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--redis-port", type=int, default=6379)
     parser.add_argument("--redis-db", type=int, default=14)
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument(
+        "--quick", action="store_true", help="2 rounds of 3 s, 1 s warm-up: about 2 minutes"
+    )
     args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.duration, args.warmup = 2, 3.0, 1.0
     args.connections = args.connections or 2 * args.workers
     return args
 
@@ -620,7 +640,13 @@ def run_slice(
         if queued:
             drain(target, args)
     smtp_before = smtp.settled()
-    last_id = scalar(target.dbname, args, "SELECT max(id) FROM sends_send")
+    table, accepted_sql = (
+        ("bench_ceiling", "TRUE")
+        if scenario.server == "ceiling"
+        else ("sends_send", "status = 'sent'")
+    )
+    last_id = scalar(target.dbname, args, f"SELECT max(id) FROM {table}")
+    cpu = CpuMeter(target, smtp, args)
     sampler = RssSampler(target.server)
     sampler.start()
     started = time.monotonic()
@@ -631,21 +657,25 @@ def run_slice(
         drain(target, args, last_id)
         delivered_in = time.monotonic() - started
     smtp_received = smtp.settled() - smtp_before
-    accepted = scalar(
-        target.dbname,
-        args,
-        "SELECT count(*) FROM sends_send WHERE id > %s AND status = 'sent'",
-        [last_id],
-    )
-    created = scalar(
-        target.dbname, args, "SELECT count(*) FROM sends_send WHERE id > %s", [last_id]
-    )
+    cpu_ms = cpu.stop()
+    accepted_query = f"SELECT count(*) FROM {table} WHERE id > %s AND {accepted_sql}"
+    accepted = scalar(target.dbname, args, accepted_query, [last_id])
+    # On a loaded machine a worker may commit `sent` a while after the SMTP count settled.
+    deadline = time.monotonic() + 10
+    while scenario.sends_mail and accepted < smtp_received and time.monotonic() < deadline:
+        time.sleep(0.2)
+        accepted = scalar(target.dbname, args, accepted_query, [last_id])
+    created = scalar(target.dbname, args, f"SELECT count(*) FROM {table} WHERE id > %s", [last_id])
     seconds = stats["duration_us"] / 1e6
     ok = stats["statuses"].get("200", 0)
     # wrk stops with requests in flight: the server still completes them (at most one per
-    # connection), so the client's 200s may trail the database's accepted sends by that much.
+    # connection), so the client's 200s may trail the database's accepted sends by that much;
+    # twice that with a warm-up, whose last requests may finish after last_id was read.
+    slack = args.connections * (2 if warmup > 0 else 1)
     if scenario.sends_mail:
-        consistent = smtp_received == accepted and 0 <= accepted - ok <= args.connections
+        consistent = smtp_received == accepted and 0 <= accepted - ok <= slack
+    elif scenario.server == "ceiling":
+        consistent = smtp_received == 0 and 0 <= created - ok <= slack
     else:
         consistent = smtp_received == 0 and created == 0
     return {
@@ -654,6 +684,7 @@ def run_slice(
         "rps": ok / seconds,
         # Queue mode: from the first request to the last delivery, sends delivered per second.
         "delivered_per_s": accepted / delivered_in if delivered_in else None,
+        "cpu_ms_per_request": {part: ms / max(1, stats["requests"]) for part, ms in cpu_ms.items()},
         "stats": stats,
         "peaks": peaks,
         "created": created,
@@ -670,6 +701,57 @@ def drain(target: Target, args: argparse.Namespace, after_id: int = 0, limit: fl
     while scalar(target.dbname, args, sql, [after_id]) and time.monotonic() - started < limit:
         time.sleep(0.2)
     return time.monotonic() - started
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of one process, in clock ticks (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
+class CpuMeter:
+    """CPU time spent by one scenario's serving processes, read from /proc before and after: the
+    gunicorn workers, the PostgreSQL backends of the target's database (persistent connections,
+    CONN_MAX_AGE, so they live across the slice) and the SMTP server. Redis is left out: one
+    server is shared with other work on this machine."""
+
+    def __init__(self, target: Target, smtp: SmtpCounter, args: argparse.Namespace):
+        self.target, self.smtp, self.args = target, smtp, args
+        self.before = self.sample()
+
+    def backends(self) -> list[int]:
+        connection = pg(self.target.dbname, self.args)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+                )
+                return [row[0] for row in cursor.fetchall()]
+        finally:
+            connection.close()
+
+    def sample(self) -> dict[str, dict[int, int]]:
+        return {
+            "workers": {pid: cpu_ticks(pid) for pid in self.target.server.worker_pids()},
+            "postgres": {pid: cpu_ticks(pid) for pid in self.backends()},
+            "smtp": {self.smtp.process.pid: cpu_ticks(self.smtp.process.pid)},
+        }
+
+    def stop(self) -> dict[str, float]:
+        after = self.sample()
+        spent = {}
+        for part, pids in after.items():
+            ticks = sum(max(0, t - self.before[part].get(pid, 0)) for pid, t in pids.items())
+            spent[part] = ticks * 1000 / CLOCK_TICKS
+        spent["total"] = sum(spent.values())
+        return spent
 
 
 def median(values: list[float]) -> float:
@@ -721,6 +803,10 @@ def summarise(scenario: Scenario, slices: list[dict], baselines: list[float]) ->
         "sends_accepted": sum(piece["accepted"] for piece in slices),
         "smtp_received": sum(piece["smtp_received"] for piece in slices),
         "smtp_matches_accepted": all(piece["consistent"] for piece in slices),
+        "cpu_ms_per_request": {
+            part: round(median([piece["cpu_ms_per_request"][part] for piece in slices]), 2)
+            for part in ("total", "workers", "postgres", "smtp")
+        },
     }
 
 
@@ -736,7 +822,7 @@ TARGETS = [
 def print_table(report: dict) -> None:
     header = (
         f"{'scenario':<22}{'req/s':>9}{'ratio':>7}{'p50 ms':>8}{'p90 ms':>8}{'p99 ms':>8}"
-        f"{'errors':>7}{'SQL/req':>8}{'RSS MiB':>8}{'sent':>7}{'SMTP':>7}  ok"
+        f"{'errors':>7}{'SQL/req':>8}{'CPU ms':>8}{'RSS MiB':>8}{'sent':>7}{'SMTP':>7}  ok"
     )
     print(header)
     print("-" * len(header))
@@ -745,13 +831,19 @@ def print_table(report: dict) -> None:
         print(
             f"{row['scenario']:<22}{row['rps']:>9.1f}{ratio if ratio is not None else '':>7}"
             f"{row['p50_ms']:>8}{row['p90_ms']:>8}{row['p99_ms']:>8}{row['errors']:>7}"
-            f"{row['queries_per_request'] or '':>8}{row['peak_rss_mib_per_worker']:>8}"
+            f"{row['queries_per_request'] or '':>8}{row['cpu_ms_per_request']['total']:>8}"
+            f"{row['peak_rss_mib_per_worker']:>8}"
             f"{row['sends_accepted']:>7}{row['smtp_received']:>7}"
             f"  {'yes' if row['smtp_matches_accepted'] else 'NO'}"
         )
     for row in report["scenarios"]:
         if row.get("delivered_per_s") is not None:
             print(f"{row['scenario']}: delivered end to end at {row['delivered_per_s']} sends/s")
+    print()
+    for name, value in report["ratios"].items():
+        if name != "null_reasons":
+            reason = report["ratios"]["null_reasons"].get(name, "")
+            print(f"{name:<26}{value if value is not None else 'null':>8}  {reason}")
     print()
     for item in report["targets"]:
         print(
@@ -769,6 +861,65 @@ def stream_targets(stream: dict) -> list[dict]:
         {"name": "200 streams / none", "value": ratio, "target": 0.9, "met": ratio >= 0.9},
         {"name": "1 s / slowest delivery", "value": margin, "target": 1.0, "met": margin > 1},
     ]
+
+
+def start_ceiling(dbname: str, env: dict[str, str], args: argparse.Namespace, log_path: Path):
+    """Reference B's server (bench/ceiling.py) beside the app's, on the emptied database."""
+    from bench.ceiling import TABLE_SQL
+
+    connection = pg(dbname, args)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(TABLE_SQL)
+            cursor.execute("TRUNCATE bench_ceiling RESTART IDENTITY")
+    finally:
+        connection.close()
+    server = Gunicorn(env, args.workers, log_path, app="bench.ceiling:app")
+    return Target("ceiling", dbname, server, ["-"], set())
+
+
+def round_ratio(by_name: dict, top: str, bottom: str) -> float | None:
+    """Median over the rounds of top's req/s over bottom's in the same round."""
+    if top not in by_name or bottom not in by_name:
+        return None
+    pairs = zip(by_name[top]["rps_per_round"], by_name[bottom]["rps_per_round"], strict=True)
+    values = [a / b for a, b in pairs if b]
+    return round(median(values), 3) if values else None
+
+
+# name: (numerator scenario, denominator scenario); a missing scenario gives null and a reason.
+REFERENCE_RATIOS = {
+    "fresh_small_vs_ceiling": ("fresh_small", "ceiling"),
+    "html_vs_fresh": ("fresh_html_10kb", "fresh_small"),
+    "replay_vs_drf": ("replays", "drf"),
+    "baseline_vs_drf": ("baseline", "drf"),
+    "queue_accept_vs_insert": ("queued_small", "ceiling_insert"),
+    "fresh_small_vs_drf": ("fresh_small", "drf"),
+}
+
+
+def reference_ratios(by_name: dict) -> dict:
+    """The top-level `ratios` of latest.json (the one writer of it): the send path against the
+    fixed references (A: drf, B: ceiling, B_insert: ceiling_insert), per-round medians."""
+    ratios: dict = {}
+    reasons: dict = {}
+    for name, (top, bottom) in REFERENCE_RATIOS.items():
+        ratios[name] = round_ratio(by_name, top, bottom)
+        if ratios[name] is None:
+            absent = [s for s in (top, bottom) if s not in by_name]
+            reasons[name] = f"scenario {', '.join(absent)} not run or not present on this branch"
+    hostile = [name for name in by_name if name.startswith("hostile")]
+    worst = [round_ratio(by_name, name, "fresh_small") for name in hostile]
+    worst = [value for value in worst if value is not None]
+    ratios["hostile_worst_vs_fresh"] = min(worst) if worst else None
+    if not worst:
+        reasons["hostile_worst_vs_fresh"] = "no hostile_* scenario run or present on this branch"
+    fresh = by_name.get("fresh_small")
+    ratios["cpu_ms_fresh_small"] = fresh["cpu_ms_per_request"]["total"] if fresh else None
+    if fresh is None:
+        reasons["cpu_ms_fresh_small"] = "scenario fresh_small not run"
+    ratios["null_reasons"] = reasons
+    return ratios
 
 
 RUN_ID = os.urandom(4).hex()
@@ -806,6 +957,8 @@ def main(argv: list[str] | None = None) -> int:
             targets[database] = Target(database, dbname, server, tokens, set())
             if database == "empty" and any(s.body == "queued" for s in scenarios):
                 workers = Workers(env, args.queue_workers, workdir / "workers.log")
+            if database == "empty" and any(s.server == "ceiling" for s in scenarios):
+                targets["ceiling"] = start_ceiling(dbname, env, args, gunicorn_log)
         # Rounds: every scenario once per round, the baseline first, the order rotated from
         # round to round; each scenario's ratio is taken against its own round's baseline.
         others = [s for s in scenarios if s.name != "baseline"]
@@ -818,7 +971,7 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"round {round_ + 1}/{args.rounds} {scenario.name}")
                 piece = run_slice(
                     scenario,
-                    targets[scenario.database],
+                    targets["ceiling" if scenario.server == "ceiling" else scenario.database],
                     smtp,
                     args,
                     workdir,
@@ -885,6 +1038,7 @@ def main(argv: list[str] | None = None) -> int:
         "scenarios": results,
         "stream": stream_report,
         "targets": target_rows,
+        "ratios": reference_ratios(by_name),
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "total_seconds": round(time.monotonic() - started, 1),
     }

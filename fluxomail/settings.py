@@ -320,6 +320,9 @@ RATELIMIT_FAIL_OPEN = env_bool("RATELIMIT_FAIL_OPEN", True)
 RATELIMIT_USE_CACHE = "default"
 # Usage counters are added up in each worker and written by a background thread this often
 # (0: by every request itself; the development default, so that the dashboard is exact at once).
+# API keys (with their organization) and policies are cached per worker this long (at most 1 s,
+# fluxomail/hotcache.py): a revocation, a pause or a policy change takes effect within it.
+HOT_CACHE_SECONDS = min(env_float("HOT_CACHE_SECONDS", 1.0, minimum=0.0), 1.0)
 USAGE_FLUSH_SECONDS = env_float("USAGE_FLUSH_SECONDS", 1.0 if PRODUCTION else 0.0, minimum=0.0)
 # Tracking: opens within this many seconds of sending are flagged as likely machine opens.
 TRACKING_MACHINE_OPEN_SECONDS = env_int("TRACKING_MACHINE_OPEN_SECONDS", 2, minimum=0)

@@ -7,9 +7,10 @@ class SendsConfig(AppConfig):
 
     def ready(self) -> None:
         from anymail.signals import tracking
-        from django.db.models.signals import post_save
+        from django.db.models.signals import post_delete, post_save
 
         from accounts.models import Organization
+        from fluxomail import hotcache
         from sends import provider_events
         from sends.models import Policy
 
@@ -21,3 +22,5 @@ class SendsConfig(AppConfig):
                 Policy.objects.ensure_defaults(instance)
 
         post_save.connect(create_default_policies, sender=Organization, weak=False)
+        post_save.connect(hotcache.clear_all, sender=Policy, weak=False)
+        post_delete.connect(hotcache.clear_all, sender=Policy, weak=False)

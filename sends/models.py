@@ -4,10 +4,22 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, Organization
 from contacts.models import Category
+from fluxomail import hotcache
 from fluxomail.ids import new_id
+
+# Policies by (organization id, key) (fluxomail/hotcache.py: at most 1 s old).
+_POLICIES = hotcache.HotCache()
 
 
 class PolicyQuerySet(models.QuerySet):
+    def cached(self, organization: Organization, key: str) -> "Policy | None":
+        """The organization's policy `key`, or None, through the per-process hot cache (the
+        instance is shared with the other requests of the next second: read it only)."""
+        return _POLICIES.get(
+            (organization.pk, key),
+            lambda: self.filter(organization=organization, key=key).first(),
+        )
+
     def ensure_defaults(self, organization: Organization) -> None:
         for key, defaults in Policy.DEFAULTS.items():
             self.get_or_create(organization=organization, key=key, defaults=defaults)

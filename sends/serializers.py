@@ -361,7 +361,7 @@ class SendEmailSerializer(StrictSerializer):
         return addr
 
     def validate_policyKey(self, value: str) -> str:  # noqa: N802
-        policy = Policy.objects.filter(organization=self.organization, key=value).first()
+        policy = Policy.objects.cached(self.organization, value)
         if policy is None:
             raise serializers.ValidationError(f"Unknown policy {value!r}.")
         self.policy = policy
@@ -419,7 +419,5 @@ class SendEmailSerializer(StrictSerializer):
         if self.policy is None:
             # Every mail needs its policy: the category the suppression check applies, the
             # one-click unsubscribe switch and, for HTML, the tracking switches.
-            self.policy = Policy.objects.filter(
-                organization=self.organization, key=attrs["policyKey"]
-            ).first()
+            self.policy = Policy.objects.cached(self.organization, attrs["policyKey"])
         return attrs

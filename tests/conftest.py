@@ -20,6 +20,7 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from accounts.models import ApiKey, Membership, Organization, Scope
+from fluxomail import hotcache
 from fluxomail.celery import app as celery_app
 from fluxomail.settings import filesystem_broker_options
 
@@ -91,8 +92,10 @@ def _test_settings(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.USAGE_FLUSH_SECONDS = 0
     cache.clear()
+    hotcache.clear_all()  # rolled-back rows reuse ids on SQLite
     yield
     cache.clear()
+    hotcache.clear_all()
 
 
 @dataclass

@@ -374,6 +374,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "fluxomail.openapi.describe_send_global",
+    ],
 }
 
 # Every log line carries the request id; tracebacks are left out unless LOG_TRACEBACKS is on,

@@ -207,3 +207,29 @@ def test_send_page_shows_headers_attachments_text_and_ids(
     assert "on its way" in frame.locator("body").inner_html()
     # A one-line mail gets a short frame.
     assert 80 <= height <= 300
+
+
+def test_keys_table_keeps_its_columns_after_a_revoke_and_cancel_stands_apart(
+    browser, live_server, alice, make_key
+):
+    make_key(alice.organization, name="web")
+    key = make_key(alice.organization, name="worker with a rather long name for the table")
+    owner = Visitor(browser, live_server.url)
+    owner.page.goto(f"{live_server.url}/accounts/login/")
+    owner.page.fill("#id_username", alice.user.username)
+    owner.page.fill("#id_password", alice.password)
+    owner.page.click("button[type=submit]")
+    owner.page.wait_for_url("**/dashboard/**")
+    widths = "() => [...document.querySelectorAll('#keys thead th')].map(th => th.offsetWidth)"
+    owner.visit("/dashboard/keys/", "keys-before-revoke")
+    before = owner.page.evaluate(widths)
+    owner.visit(f"/dashboard/keys/{key.key.public_id}/revoke", "key-revoke")
+    button = owner.page.locator("#confirm-revoke").bounding_box()
+    cancel = owner.page.locator("form a", has_text="Cancel").bounding_box()
+    assert cancel["x"] - (button["x"] + button["width"]) >= 12
+    owner.page.click("#confirm-revoke")
+    owner.page.wait_for_url(f"{live_server.url}/dashboard/keys/")
+    owner.visit("/dashboard/keys/", "keys-after-revoke")
+    assert owner.page.evaluate(widths) == before
+    help_text = owner.page.locator("#create-key .help").text_content()
+    assert '"Send email" is ticked for you' in help_text

@@ -38,6 +38,9 @@ class ThrottledAdminAuthenticationForm(AdminAuthenticationForm):
 
 class FluxomailAdminSite(admin.AdminSite):
     login_form = ThrottledAdminAuthenticationForm
+    site_header = "Fluxomail administration"
+    site_title = "Fluxomail admin"
+    index_title = "Operations"
 
     def login(self, request, extra_context=None):
         request.login_refusal = login_refusal(request) if request.method == "POST" else None

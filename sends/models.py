@@ -206,7 +206,10 @@ class Message(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.send_id} attempt {self.pk}"
+        # The label of an admin inline row: when and through which provider, never bare ids.
+        return (
+            f"Attempt via {self.provider or 'no provider'} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+        )
 
     def save_provider_ids(self) -> None:
         """Indexes each id of a message that the provider gave several ids (one per
@@ -346,7 +349,7 @@ class Event(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.type} {self.send_id}"
+        return f"{self.public_id} ({self.type})"
 
     def save(self, *args, **kwargs):
         if not self.public_id:

@@ -131,7 +131,11 @@ def attempt_row(send: Send, message: EmailMultiAlternatives) -> Message:
         feedback_id=message.extra_headers["Feedback-ID"],
         text=message.body,
         html=_html_part(message),
-        headers=dict(message.extra_headers),
+        # The headers as sent, Reply-To included (Django keeps it apart from extra_headers).
+        headers={
+            **message.extra_headers,
+            **({"Reply-To": ", ".join(message.reply_to)} if message.reply_to else {}),
+        },
     )
 
 

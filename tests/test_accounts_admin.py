@@ -156,3 +156,25 @@ def test_a_throttled_post_from_a_signed_in_operator_still_shows_the_message(clie
     assert response.status_code == 429
     assert "Too many login attempts" in response.content.decode()
     assert "Location" not in response
+
+
+def test_admin_is_branded_and_shows_a_sends_cc_and_attempts_as_addresses(client, operator, acme):
+    from sends.models import Message, Send
+
+    send = Send.objects.create(
+        organization=acme, endpoint="send", to="to@example.com", subject="Hi", status="sent",
+        cc=["cc@example.com", "cc2@example.com"], bcc=["bcc@example.com"],
+    )  # fmt: skip
+    Message.objects.create(
+        send=send, from_email="a@acme.test", to=["to@example.com", "cc@example.com"],
+        provider="smtp",
+    )  # fmt: skip
+    index = client.get("/admin/").content.decode()
+    assert "<title>Operations | Fluxomail admin</title>" in index
+    assert "Fluxomail administration" in index
+    page = client.get(f"/admin/sends/send/{send.pk}/change/").content.decode()
+    assert "cc@example.com, cc2@example.com" in page
+    assert "[&quot;cc@example.com" not in page
+    assert "to@example.com, cc@example.com" in page
+    assert "Attempt via smtp at " in page
+    assert f"{send.pk} attempt " not in page

@@ -162,7 +162,7 @@ def test_operator_sees_endpoint_analytics_in_the_admin(
     assert cells[:6] == ["31", "17", "3", "5", "4", "2"]
     assert cells[7] == "100.0 ms"
     assert cells[8] == "validation_error: 3, missing_scope: 2"
-    assert page.locator("svg.pygal-chart").count() == 4
+    assert page.locator("svg.pygal-chart").count() == 3
     page.select_option("#range", "7d")
     page.click("input[type=submit][value=Show]")
     page.wait_for_url("**range=7d**")

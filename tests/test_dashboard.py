@@ -499,3 +499,16 @@ def test_send_page_tells_each_event_as_a_sentence(alice_client):
     assert "Delivered; the receiving server answered “250 2.0.0 OK id=1”." in html
     assert "Bounced (soft bounce): mailbox full." in html
     assert "Marked as spam by the recipient (abuse)." in html
+
+
+def test_a_30_day_chart_prints_at_most_ten_date_labels_and_no_bar_values():
+    from usage import analytics, charts
+
+    window = analytics.Window.last_days(30)
+    series = analytics.Series("Sends", window, {"sent": [3] * len(window.buckets)})
+    svg = charts.render(series)
+    printed = re.findall(r">(\d{4}-\d\d-\d\d)</text>", svg)
+    assert 3 <= len(printed) <= 10, printed
+    assert re.findall(r'<text[^>]*class="value"', svg) == []
+    # Every day keeps its value in the bar's <title>.
+    assert svg.count("<title>sent · ") == len(window.buckets)

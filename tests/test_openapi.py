@@ -251,3 +251,18 @@ def test_recipient_operations_document_their_bodies_and_errors(document):
     status_ref = result["status"]["allOf"][0]["$ref"].rsplit("/", 1)[1]
     assert schemas[status_ref]["enum"] == ["sent", "queued", "suppressed", "failed"]
     assert result["messageId"]["nullable"] is True
+
+
+def test_send_and_send_global_have_distinct_summaries_naming_what_send_global_adds(document):
+    send = document["paths"]["/api/v1/emails/send"]["post"]
+    send_global = document["paths"]["/api/v1/emails/send-global"]["post"]
+    assert send["summary"] == "Send an email"
+    assert send_global["summary"] == "Send an email (global endpoint)"
+    assert "global_endpoint_sends" in send_global["description"]
+    assert "global_endpoint_sends" not in send["description"]
+
+
+def test_docs_page_sends_no_csrf_header_and_generates_an_idempotency_key(db):
+    html = Client().get("/api/v1/docs").content.decode()
+    assert "X-CSRFTOKEN" not in html.upper()
+    assert 'request.headers["Idempotency-Key"] = crypto.randomUUID' in html

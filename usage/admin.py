@@ -73,13 +73,13 @@ class UsageCounterAdmin(ReadOnlyAdmin):
             organization = Organization.objects.filter(pk=int(org_id)).first()
         qs = analytics.counters(window, organization)
         outcome = analytics.by_outcome(qs, window)
-        global_series = analytics.global_sends(qs, window)
         per_endpoint = []
         for endpoint in analytics.ENDPOINTS:
             series = analytics.by_outcome(qs.filter(endpoint=endpoint), window)
             series.title = f"{endpoint}: requests by outcome"
             per_endpoint.append(series)
-        chart_series = [outcome, *per_endpoint, global_series]
+        # No chart of global_endpoint_sends alone: it is the "sent" bars of send-global's chart.
+        chart_series = [outcome, *per_endpoint]
         context = {
             **self.admin_site.each_context(request),
             "title": "Endpoint analytics",

@@ -177,19 +177,6 @@ def by_key(qs: QuerySet, window: Window, column: str = "sends") -> Series:
     return series
 
 
-def global_sends(qs: QuerySet, window: Window) -> Series:
-    """Sends through the global-template endpoint, shown on their own."""
-    series = Series(
-        "global_endpoint_sends", window, {"global_endpoint_sends": [0] * len(window.buckets)}
-    )
-    index = _index(window)
-    for row in _bucketed(qs, window, None, ["global_endpoint_sends"]):
-        i = _position(index, row["bucket"])
-        if i is not None:
-            series.rows["global_endpoint_sends"][i] += row["sum_global_endpoint_sends"] or 0
-    return series
-
-
 def totals(qs: QuerySet) -> dict[str, int]:
     """The counters added up over a queryset, with zeros rather than None."""
     sums = qs.aggregate(**{c: Sum(c) for c in COUNTER_FIELDS})

@@ -33,8 +33,10 @@ _OUTCOME_COLORS = {
     "rate-limited": "#6a1b9a",
     "failed": "#c62828",
 }
-# Above this many bars the printed values overlap; the <title>s and the table still have them.
-_MAX_PRINTED_BARS = 31
+# Above this many bars the printed values collide; the <title>s and the table still have them.
+_MAX_PRINTED_BARS = 14
+# At most this many x labels are printed (every nth bar's), so rotated dates never overlap.
+_MAX_X_LABELS = 10
 # What XML 1.0 cannot carry (lxml refuses it). Key names are checked at creation, but a row
 # stored before that may hold a control character: it shows as U+FFFD instead of failing the
 # page for the whole organization.
@@ -62,9 +64,9 @@ def render(series: Series, *, nonce: str = "", height: int = 320, title: bool = 
         legend_at_bottom=True,
         print_values=len(labels) <= _MAX_PRINTED_BARS,
         print_zeroes=False,
-        x_label_rotation=-45 if len(labels) > 10 else 0,
-        show_minor_x_labels=len(labels) <= 31,
-        x_labels_major_every=max(1, len(labels) // 15),
+        x_label_rotation=-45 if len(labels) > _MAX_PRINTED_BARS else 0,
+        show_minor_x_labels=len(labels) <= _MAX_X_LABELS,
+        x_labels_major_every=max(1, -(-len(labels) // _MAX_X_LABELS)),
         truncate_label=-1,
         min_scale=2,
         max_scale=6,

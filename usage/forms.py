@@ -14,7 +14,10 @@ class ApiKeyCreateForm(forms.Form):
         widget=forms.CheckboxSelectMultiple,
         required=False,
         initial=[Scope.SEND_EMAIL],
-        help_text="No scope at all: the key may send mail and nothing else.",
+        help_text=(
+            'Tick what the key may do; "Send email" is ticked for you. A key with no box ticked '
+            "may send email and nothing else."
+        ),
     )
     rate_limit_per_minute = forms.IntegerField(
         label="Requests per minute",

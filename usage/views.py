@@ -26,6 +26,7 @@ from fluxomail.login_throttle import login_refusal
 from fluxomail.security import dashboard_csp, preview_csp
 from sends.events import envelope, metrics, sentence
 from sends.models import Send
+from sends.tracking import pixel_html
 from usage import analytics, charts
 from usage.forms import ApiKeyCreateForm, OrganizationPickForm, SendFilterForm
 
@@ -37,6 +38,9 @@ USAGE_CHARTS = {
     "key": analytics.by_key,
 }
 SENDS_PER_PAGE = 50
+# A mail's preview frame is short (CSS class preview-short) up to this size of its text part.
+SHORT_PREVIEW_CHARS = 400
+SHORT_PREVIEW_LINES = 6
 
 
 @method_decorator(dashboard_csp, name="dispatch")
@@ -277,18 +281,28 @@ def send_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         [("attempt", m.created_at, m) for m in attempts] + shown,
         key=lambda item: item[1],
     )
+    shown_attempt = next((m for m in reversed(attempts) if m.html or m.text), None)
     context = {
         "nav": "sends",
         "send": send,
         "attempts": attempts,
+        "last_attempt": attempts[-1] if attempts else None,
+        "reply_to": attempts[-1].headers.get("Reply-To", "") if attempts else "",
         "timeline": timeline,
-        "has_preview": any(m.html or m.text for m in attempts),
+        "has_preview": shown_attempt is not None,
+        "text_part": shown_attempt.text if shown_attempt else "",
+        # A short mail gets a short frame: the sandbox (no scripts) cannot measure its content.
+        "short_preview": shown_attempt is not None and _is_short(shown_attempt.text),
         "body_purged_at": max(
             (m.body_purged_at for m in attempts if m.body_purged_at), default=None
         ),
         "retention_days": settings.RETENTION_DAYS,
     }
     return render(request, "dashboard/send_detail.html", context)
+
+
+def _is_short(text: str) -> bool:
+    return len(text) <= SHORT_PREVIEW_CHARS and text.count("\n") < SHORT_PREVIEW_LINES
 
 
 @require_GET
@@ -301,7 +315,10 @@ def send_preview(request: HttpRequest, public_id: str) -> HttpResponse:
     message = send.messages.exclude(html="", text="").order_by("-created_at", "-id").first()
     if message is None:
         raise Http404
-    body = message.html or f"<pre>{escape(message.text)}</pre>"
+    # The open-tracking pixel is left out: the preview must not count an open (nor load it).
+    body = (
+        message.html.replace(pixel_html(send.public_id), "") or f"<pre>{escape(message.text)}</pre>"
+    )
     response = HttpResponse(body, content_type="text/html; charset=utf-8")
     response["Cache-Control"] = "private, no-store"
     response["Referrer-Policy"] = "no-referrer"

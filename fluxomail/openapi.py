@@ -1089,7 +1089,16 @@ def _annotate_recipients() -> None:
             ),
             responses={
                 (200, "text/event-stream"): OpenApiResponse(
-                    {"type": "string"},
+                    # One event as an SSE parser reads it: `data` is the envelope's JSON.
+                    {
+                        "type": "object",
+                        "properties": {
+                            "id": {"type": "string", "pattern": "^evt_[0-9a-z]{26}$"},
+                            "data": {"type": "string"},
+                            "event": {"type": "string"},
+                            "retry": {"type": "integer"},
+                        },
+                    },
                     description="The stream (never ends by itself on an ASGI server).",
                 ),
                 **{
@@ -1259,6 +1268,23 @@ def describe_send_global(result: dict, **kwargs) -> dict:
     if operation is not None:
         operation["summary"] = SEND_GLOBAL_SUMMARY
         operation["description"] = _SEND_DESCRIPTION + SEND_GLOBAL_NOTE
+    return result
+
+
+def document_version_errors(result: dict, **kwargs) -> dict:
+    """Postprocessing hook: every versioned operation may answer 400 for a Fluxomail-Version
+    that is not a date (fluxomail.versioning), even one that takes no other input."""
+    for operations in result["paths"].values():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            if "400" in responses:
+                continue
+            schema = {"schema": {"$ref": "#/components/schemas/Problem"}}
+            responses["400"] = {
+                "content": {media_type: dict(schema) for media_type in ERROR_CONTENT_TYPES},
+                "description": "A Fluxomail-Version that is not a date (code `validation_error`).",
+            }
+            operation["responses"] = dict(sorted(responses.items()))
     return result
 
 

@@ -486,6 +486,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "fluxomail.openapi.describe_send_global",
+        "fluxomail.openapi.document_version_errors",
     ],
 }
 

@@ -179,6 +179,18 @@ def _static_ok() -> bool:
     return True
 
 
+def _broker_ok() -> bool:
+    """The job broker takes connections (RabbitMQ or Redis; the filesystem transport always)."""
+    from fluxomail.celery import app
+
+    try:
+        with app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=2)
+    except Exception:
+        return False
+    return True
+
+
 @never_cache
 @require_GET
 def readyz(request):
@@ -186,6 +198,8 @@ def readyz(request):
     checks = {"database": _database_ok(), "static": _static_ok()}
     if settings.REDIS_URL:
         checks["cache"] = _cache_ok()
+    if not settings.CELERY_BROKER_URL.startswith("filesystem://"):
+        checks["broker"] = _broker_ok()
     failing = sorted(name for name, ok in checks.items() if not ok)
     body = {
         "status": "error" if failing else "ok",

@@ -72,3 +72,18 @@ def test_requests_latencies_and_sends_by_outcome_are_counted(
     assert delta("fluxomail_send_requests_total", endpoint="send", outcome="sent") == 1
     assert delta("fluxomail_send_requests_total", endpoint="send", outcome="rejected") == 1
     assert "sends_01zzzz" not in after
+
+
+def test_queue_depth_counts_the_jobs_waiting(client, token, acme):
+    from sends.models import QueuedSend, Send
+
+    send = Send.objects.create(organization=acme, endpoint="send", to="a@b.example", subject="s")
+    from django.utils import timezone
+
+    now = timezone.now()
+    QueuedSend.objects.create(send=send, payload={}, next_attempt_at=now, deadline=now)
+
+    text = scrape(client, token)
+
+    assert sample(text, "fluxomail_queue_depth", kind="queued_send") == 1
+    assert sample(text, "fluxomail_queue_depth", kind="webhook_delivery") == 0

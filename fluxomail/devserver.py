@@ -14,8 +14,13 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
+from pathlib import Path
 
 GRACE_SECONDS = 10
+BASE_DIR = Path(__file__).resolve().parent.parent
+LOG_DIR = Path(os.environ.get("FLUXOMAIL_LOG_DIR") or BASE_DIR / "var" / "log")
+BANNER = BASE_DIR / "var" / "demo-banner.txt"
 
 
 def commands(address: str) -> dict[str, list[str]]:
@@ -45,6 +50,14 @@ def stop(children: dict[str, subprocess.Popen]) -> None:
         process.wait()
 
 
+def serving(address: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{address}/healthz", timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
 def main(argv: list[str]) -> int:
     address = argv[0] if argv else "127.0.0.1:8000"
     stopping = False
@@ -55,13 +68,25 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    children = {
-        name: subprocess.Popen(command, start_new_session=True)
-        for name, command in commands(address).items()
-    }
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    children = {}
+    for name, command in commands(address).items():
+        # The web server keeps the terminal; the worker's and beat's lines go to var/log.
+        output = None if name == "web" else open(LOG_DIR / f"{name}.log", "ab")  # noqa: SIM115
+        children[name] = subprocess.Popen(
+            command, start_new_session=True, stdout=output, stderr=output
+        )
+    print(f"devserver: worker and beat log to {LOG_DIR}/", flush=True)
+    announced = False
+    started = time.monotonic()
     code = 0
     try:
         while not stopping:
+            if not announced and time.monotonic() - started < 60 and serving(address):
+                # The terminal ends with the credentials and the first commands to run.
+                announced = True
+                if BANNER.exists():
+                    print(BANNER.read_text(), flush=True)
             exited = [(name, p.returncode) for name, p in children.items() if p.poll() is not None]
             if exited:
                 name, code = exited[0]

@@ -150,6 +150,7 @@ def test_make_run_starts_web_worker_and_beat_and_ctrl_c_stops_them_all(tmp_path)
     env.update(
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
         JOBS_DIR=str(tmp_path / "jobs"),
+        FLUXOMAIL_LOG_DIR=str(tmp_path / "log"),
         PYTHONUNBUFFERED="1",
     )
     port = free_port()
@@ -163,9 +164,14 @@ def test_make_run_starts_web_worker_and_beat_and_ctrl_c_stops_them_all(tmp_path)
             stderr=subprocess.STDOUT,
         )
     try:
-        text = lambda: log.read_text(errors="replace")  # noqa: E731
-        wait_for(lambda: " ready." in text(), limit=60, what="the worker")
-        wait_for(lambda: "beat: Starting" in text(), limit=60, what="beat")
+
+        def text(name: str = "") -> str:
+            # The web server writes to the terminal, the worker and beat to FLUXOMAIL_LOG_DIR.
+            path = tmp_path / "log" / f"{name}.log" if name else log
+            return path.read_text(errors="replace") if path.exists() else ""
+
+        wait_for(lambda: " ready." in text("worker"), limit=60, what="the worker")
+        wait_for(lambda: "beat: Starting" in text("beat"), limit=60, what="beat")
         wait_for(lambda: f"127.0.0.1:{port}" in text(), limit=60, what="the web server")
         children = _descendants(launcher.pid)
         assert len(children) >= 3

@@ -76,6 +76,10 @@ def _send_samples(organization, key) -> list[tuple[str, str, str]]:
     return send_ids
 
 
+def banner_path():
+    return settings.BASE_DIR / "var" / "demo-banner.txt"
+
+
 def credentials_path():
     # Git-ignored: the only place the demo key's plain text lives (the database has its digest).
     return settings.BASE_DIR / ".demo-credentials.json"
@@ -162,8 +166,7 @@ class Command(BaseCommand):
             f"headers={headers})).read().decode())'"
         )
         rule = "=" * 72
-        self.stdout.write(
-            f"""
+        banner = f"""
 {rule}
 Fluxomail demo is ready
   dashboard:    {site}/dashboard/   (admin: {site}/admin/)
@@ -183,4 +186,9 @@ or with Python:
   {python}
 {rule}
 """
-        )
+        self.stdout.write(banner)
+        # `make run`'s launcher prints it again once the server answers, so that the terminal
+        # ends with it (git-ignored, like the credentials file, and as private).
+        banner_path().parent.mkdir(parents=True, exist_ok=True)
+        banner_path().write_text(banner)
+        os.chmod(banner_path(), 0o600)

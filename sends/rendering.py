@@ -3,96 +3,80 @@
 One module so that every change to the HTML happens in one place and in one order.
 """
 
+import functools
 import logging
-import re
 
+import css_inline
+import cssutils
 from django.conf import settings
 from premailer import Premailer
 
 from sends import tracking
+from sends.inline_cost import TooCostly, inline_work
 
 logger = logging.getLogger("fluxomail.rendering")
 
-_STYLE_BLOCK = re.compile(r"<style\b[^>]*>(.*?)</style\s*>", re.IGNORECASE | re.DOTALL)
-_CSS_COMMENT = re.compile(r"/\*.*?\*/", re.DOTALL)
-_COMBINATOR = re.compile(r"[\s>+~]+")
-_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]*)")
-_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source"}
-_VOID |= {"track", "wbr"}
-# libxml2 refuses to nest deeper than this without its huge-tree option.
-_MAX_DEPTH = 256
-# premailer's cost per element that does not depend on the stylesheet (parse, style merge,
-# serialisation), in selector-part units; measured, see the README ("CSS inlining").
-_PER_ELEMENT = 10
-# A descendant step of a selector walks the subtree of every node the previous step found:
-# ~ depth² per selector part on a deep chain of elements. Measured as 1/16 of a work unit.
-_DEPTH_SQUARED_DIVISOR = 16
+
+def _no_fetch(url: str) -> None:
+    """cssutils' fetcher for @import: nothing is ever loaded."""
+    return None
 
 
-def _tags_and_depth(html: str) -> tuple[int, int]:
-    """Opening tags, and the deepest nesting (void elements do not nest; unclosed ones count)."""
-    tags = depth = deepest = 0
-    for match in _TAG.finditer(html):
-        if match.group(1):
-            depth = max(0, depth - 1)
-        elif match.group(2).lower() not in _VOID:
-            tags += 1
-            depth += 1
-            deepest = max(deepest, depth)
-        else:
-            tags += 1
-    return tags, min(deepest, _MAX_DEPTH)
+@functools.lru_cache(maxsize=16)
+def _stylesheet(css: str, validate: bool) -> cssutils.css.CSSStyleSheet:
+    # premailer's own cache keeps 128 parsed sheets (about 100 times their text each) keyed by
+    # text any sender chooses; a few are enough for the templates a service sends repeatedly.
+    return cssutils.CSSParser(fetcher=_no_fetch, validate=validate).parseString(css)
 
 
-def inline_work(html: str) -> int:
-    """A cheap estimate of premailer's work on `html`, in units of SEND_MAX_INLINE_WORK.
+class _Premailer(Premailer):
+    """premailer with a cssutils parser that never fetches: cssutils' default loads every
+    @import itself (http URLs, and files relative to the working directory), without a
+    timeout, whatever premailer's allow_network says."""
 
-    premailer matches every selector against the document (~ selector parts × elements, plus
-    ~ parts × depth² for descendant combinators on deeply nested markup) and merges the
-    declarations of every match into the element's style attribute (~ selectors² per element);
-    each element also costs a fixed amount. Plain string scans only: this runs before any
-    parsing, on hostile input too.
-    """
-    css = _CSS_COMMENT.sub(" ", " ".join(_STYLE_BLOCK.findall(html)))
-    selectors = parts = 0
-    # The text before each "{" (after the previous "}") is a rule's selector list or an at-rule
-    # prelude; counting preludes as selectors only overestimates. split/rpartition keep it linear.
-    for piece in css.split("{")[:-1]:
-        for selector in piece.rpartition("}")[2].split(","):
-            selectors += 1
-            parts += max(1, len(_COMBINATOR.split(selector.strip())))
-    tags, depth = _tags_and_depth(html)
-    return (parts + _PER_ELEMENT) * (tags + selectors) + parts * depth**2 // _DEPTH_SQUARED_DIVISOR
+    def _parse_css_string(self, css_body, validate=True):
+        return _stylesheet(css_body, validate)
+
+
+def _premailer(html: str) -> str:
+    return _Premailer(
+        html,
+        allow_network=False,
+        allow_loading_external_files=False,
+        disable_validation=True,
+        keep_style_tags=False,
+        cssutils_logging_level="CRITICAL",
+    ).transform()
+
+
+# What css-inline cannot inline (pseudo-classes, @media) stays in the <style> block it came from,
+# as premailer leaves it; <link> stylesheets stay as written and are never loaded.
+_CSS_INLINE = css_inline.CSSInliner(
+    keep_style_tags=True, keep_link_tags=True, load_remote_stylesheets=False
+)
+
+ENGINES = {"premailer": _premailer, "css-inline": _CSS_INLINE.inline}
 
 
 def inline_css(html: str) -> str:
-    """Moves <style> rules into style attributes; never fetches a remote stylesheet.
+    """Moves <style> rules into style attributes with the CSS_INLINER engine; never fetches.
 
-    Above SEND_MAX_INLINE_WORK (see inline_work) the HTML is sent as written: the send must not
-    hang a worker on a hostile stylesheet, and mail clients apply a <style> block themselves.
+    When inlining could cost more than SEND_MAX_INLINE_WORK (sends.inline_cost) the HTML is
+    sent as written: the send must not hold a worker on a hostile stylesheet, and mail clients
+    apply a <style> block themselves.
     """
     if "<style" not in html.lower():
         # Nothing to inline: skip the parse and serialisation, and keep the HTML as written.
         return html
-    work = inline_work(html)
-    if work > settings.SEND_MAX_INLINE_WORK:
-        logger.warning(
-            "CSS inlining skipped: estimated work %d over SEND_MAX_INLINE_WORK %d",
-            work,
-            settings.SEND_MAX_INLINE_WORK,
-        )
+    try:
+        inline_work(html, settings.SEND_MAX_INLINE_WORK)
+    except TooCostly as exc:
+        logger.warning("CSS inlining skipped: %s", exc)
         return html
     try:
-        return Premailer(
-            html,
-            allow_network=False,
-            allow_loading_external_files=False,
-            disable_validation=True,
-            keep_style_tags=False,
-            cssutils_logging_level="CRITICAL",
-        ).transform()
+        return ENGINES[settings.CSS_INLINER](html)
     except Exception as exc:
-        # CSS or markup premailer cannot digest: send the HTML as written rather than failing
+        # CSS or markup the engine cannot digest: send the HTML as written rather than failing
         # the send; clients still apply the <style> block themselves.
         logger.warning("CSS inlining skipped: %s", type(exc).__name__)
         return html

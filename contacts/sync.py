@@ -141,7 +141,13 @@ _TEXT = {"external_id", "name", "plan", "state"}  # null clears them to ""
 def _row_error(row, errors: dict) -> dict:
     email = row.get("email") if isinstance(row, dict) else None
     message = "; ".join(f"{field}: {' '.join(map(str, msgs))}" for field, msgs in errors.items())
-    return {"email": email if isinstance(email, str) else "", "message": message}
+    # Echoed as the client sent it, but printable: the answer is stored as jsonb for replays,
+    # and PostgreSQL's jsonb refuses a NUL (and no control character belongs in an address).
+    shown = email if isinstance(email, str) else ""
+    shown = "".join(
+        "\ufffd" if ord(char) < 32 or 127 <= ord(char) < 160 else char for char in shown
+    )
+    return {"email": shown[:320], "message": message}
 
 
 def _idempotency_key(header: str | None) -> str | None:

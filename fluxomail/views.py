@@ -184,7 +184,7 @@ def _broker_ok() -> bool:
     from fluxomail.celery import app
 
     try:
-        with app.connection_for_write() as connection:
+        with app.connection_for_write(settings.CELERY_BROKER_URL) as connection:
             connection.ensure_connection(max_retries=1, timeout=2)
     except Exception:
         return False

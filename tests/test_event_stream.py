@@ -594,9 +594,10 @@ def test_gunicorns_access_log_redacts_credentials_in_query_strings(read_key):
             f"/api/v1/events?tok%65n={encoded}",
         ):
             assert server.request("GET", path).status == 401
-        log = wait_for_log(server, '"GET /api/v1/events?tok%65n=[redacted] HTTP/1.1" 401')
-    assert '"GET /api/v1/events?token=[redacted]&limit=1 HTTP/1.1" 401' in log
-    assert '"GET /api/v1/events?api_key=[redacted] HTTP/1.1" 401' in log
+        log = wait_for_log(server, '"GET /api/v1/events HTTP/1.1" 401')
+    # gunicorn.conf.py logs the path without its query string; the redacting logger is the
+    # second line of defence for any other format an operator chooses (tested below).
+    assert "?tok" not in log and "api_key" not in log
     assert read_key.token.rsplit("_", 1)[1] not in log
 
 

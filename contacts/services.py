@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from contacts import sql
 from contacts.models import (
     ALL_MAIL,
     Category,
@@ -151,16 +152,61 @@ def _resubscribe_contact(suppression: Suppression) -> None:
         ).update(subscribed=True, updated_at=now)
 
 
-def suppress_for_event(*, organization_id: int, address: str, reason: str, event_id: str) -> None:
-    """A hard bounce or a complaint from the event log: all mail to the address stops."""
-    if normalized(address) is None:
-        return
-    suppress(
-        organization_id=organization_id,
-        address=address,
-        reason=reason,
-        actor=f"event {event_id}",
-        source_event=event_id,
+@dataclass(frozen=True)
+class EventCause:
+    """A hard bounce or complaint of the event log, as the suppression list takes it."""
+
+    organization_id: int
+    address: str
+    reason: str
+    event_id: str
+
+
+def suppress_for_events(causes: Iterable[EventCause]) -> list[Suppression]:
+    """Hard bounces and complaints from the event log: all mail to each address stops. The
+    first event per organization, address and reason is the cause; an address suppressed for
+    that reason before keeps its first cause. One INSERT and one INSERT of the log, whatever
+    their number (contacts/sql.py). Returns the suppressions added."""
+    now = timezone.now()
+    rows = []
+    for cause in causes:
+        address = normalized(cause.address)
+        if address is None:
+            continue
+        actor = f"event {cause.event_id}"
+        rows.append(
+            Suppression(
+                organization_id=cause.organization_id,
+                address=address,
+                category=ALL_MAIL,
+                reason=cause.reason,
+                source_event=cause.event_id,
+                actor=actor[:200],
+                created_at=now,
+            )
+        )
+    with transaction.atomic(savepoint=False):
+        added = sql.insert_suppressions(rows)
+        _log_many([(row, Action.ADDED, row.actor, "") for row in added])
+    return added
+
+
+def _log_many(changes: list[tuple[Suppression, str, str, str]]) -> None:
+    """_log() for many (suppression, action, actor, note) at once: one INSERT."""
+    SuppressionChange.objects.bulk_create(
+        [
+            SuppressionChange(
+                organization_id=suppression.organization_id,
+                action=action,
+                address=suppression.address,
+                category=suppression.category,
+                reason=suppression.reason,
+                source_event=suppression.source_event,
+                actor=actor[:200],
+                note=note[:500],
+            )
+            for suppression, action, actor, note in changes
+        ]
     )
 
 

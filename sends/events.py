@@ -1,13 +1,18 @@
 """The event log (SPEC.md section 7): recording an event, and the one envelope every reader shows.
 
-`record()` is the only way an event is written: it inserts the row, keeps the metrics'
-counters (EventCounter) and the send's first-open/first-click marks, and drops a provider's
-event that was recorded before (same provider message id, type and provider event id).
+`record()` writes one event (the send path's own), `record_many()` a batch of them (a
+provider's webhook): both insert the rows, keep the metrics' counters (EventCounter), suppress
+the address of a hard bounce or complaint, and drop a provider's event that was recorded before
+(same provider message id, type and provider event id); `record()` also keeps the send's
+first-open/first-click marks. Every new event is announced once, after commit
+(`signals.event_recorded`).
 `envelope()` is the only way an event is shown: the timeline, the events API, the stream, the
 dashboard, the admin and outbound webhooks all call it.
 """
 
 import hashlib
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parseaddr
 from functools import partial
@@ -18,6 +23,7 @@ from django.utils import timezone
 
 from contacts import services as contacts_services
 from contacts.models import Suppression
+from fluxomail.ids import new_id
 from fluxomail.times import iso, parse_moment  # noqa: F401 (part of this module's API)
 from sends.models import Event, EventCounter, Message, Send
 from sends.signals import event_recorded
@@ -65,20 +71,25 @@ def hour_of(moment: datetime) -> datetime:
 
 
 def _bump(organization_id: int, moment: datetime, names: list[str]) -> None:
-    """Adds one to each counter in `names` for the organization's hour of `moment`.
+    """Adds one to each counter in `names` for the organization's hour of `moment`."""
+    _add_counts({(organization_id, hour_of(moment), name): 1 for name in names})
 
-    One upsert statement (INSERT … ON CONFLICT DO UPDATE SET count = count + 1, on SQLite and
-    PostgreSQL alike): the ORM would need a SELECT and an UPDATE or INSERT per name, and
-    concurrent writers would lose increments.
+
+def _add_counts(counts: Mapping[tuple[int, datetime, str], int]) -> None:
+    """Adds to the counters of (organization id, hour, name) buckets.
+
+    One upsert statement for all buckets (INSERT … ON CONFLICT DO UPDATE SET count = count +
+    excluded.count, on SQLite and PostgreSQL alike): the ORM would need a SELECT and an UPDATE
+    or INSERT per bucket, and concurrent writers would lose increments. Each bucket appears
+    once (PostgreSQL refuses to update one row twice in a statement).
     """
-    if not names:
+    if not counts:
         return
     table = EventCounter._meta.db_table
-    hour = connection.ops.adapt_datetimefield_value(hour_of(moment))
-    rows = ", ".join(["(%s, %s, %s, 1)"] * len(names))
+    rows = ", ".join(["(%s, %s, %s, %s)"] * len(counts))
     params = []
-    for name in names:
-        params += [organization_id, hour, name]
+    for (organization_id, hour, name), count in counts.items():
+        params += [organization_id, connection.ops.adapt_datetimefield_value(hour), name, count]
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {table} (organization_id, hour, name, count) VALUES {rows} "
@@ -149,7 +160,7 @@ def metrics(organization, since: datetime | None) -> dict:
     }
 
 
-def record(
+def build(
     *,
     send: Send,
     type: str,
@@ -158,17 +169,19 @@ def record(
     occurred_at: datetime | None = None,
     recipient: str | None = None,
     dedupe: str | None = None,
-) -> Event | None:
-    """Writes one event of `send` and counts it; None when `dedupe` was recorded before.
+) -> Event:
+    """An event of `send`, not yet written (record() and record_many() write it).
 
     `recipient` is the address the event is about (a provider's per-recipient event); the
     send's `to` otherwise. `data` holds the type's members of the envelope (SPEC section 7).
+    `dedupe` makes it a provider's event that is recorded once (dedupe_key()).
     """
     data = dict(data or {})
     if recipient:
         data["to"] = address_of(recipient)
     smtp_code = data.get("smtpCode")
-    event = Event(
+    return Event(
+        public_id=new_id("evt"),
         organization_id=send.organization_id,
         send=send,
         message=message,
@@ -179,6 +192,29 @@ def record(
         mta_host=str(data.get("mtaHost") or "")[:255],
         data=data,
         dedupe_key=dedupe,
+    )
+
+
+def record(
+    *,
+    send: Send,
+    type: str,
+    message: Message | None = None,
+    data: dict | None = None,
+    occurred_at: datetime | None = None,
+    recipient: str | None = None,
+    dedupe: str | None = None,
+) -> Event | None:
+    """Writes one event of `send` (arguments as build() takes them) and counts it; None when
+    `dedupe` was recorded before."""
+    event = build(
+        send=send,
+        type=type,
+        message=message,
+        data=data,
+        occurred_at=occurred_at,
+        recipient=recipient,
+        dedupe=dedupe,
     )
     # Atomic with the caller's transaction when there is one (no savepoint on the send path).
     with transaction.atomic(savepoint=False):
@@ -193,27 +229,92 @@ def record(
             except IntegrityError:
                 return None
         _bump(send.organization_id, event.occurred_at, _counter_names(event, send))
-        _suppress(event, send)
+        _suppress([event])
         # Listeners (outbound webhooks) hear of it once it is committed; a failing listener
         # is logged by Django and never breaks the caller.
         transaction.on_commit(partial(event_recorded.send, sender=Event, event=event), robust=True)
     return event
 
 
-def _suppress(event: Event, send: Send) -> None:
+# Rows of one INSERT, and ids of one read back, in record_many: a bounded statement size. On
+# SQLite Django cuts the INSERT further (999 parameters, about 90 events).
+BULK_ROWS = 500
+
+
+def record_many(events: Sequence[Event]) -> list[Event]:
+    """Writes `events` (made by build()) as record() writes one, in a bounded number of
+    statements: the new ones, in order. An event whose `dedupe` was recorded before, by anyone
+    or earlier in `events`, is left out.
+
+    For each BULK_ROWS events: one INSERT that skips what the dedupe key's unique index holds
+    already (ON CONFLICT DO NOTHING: on PostgreSQL a concurrent writer of the same key is
+    waited for, then skipped), and one read of which of these ids were inserted. Then one
+    counter upsert and, for hard bounces and complaints, one insert of suppressions and one of
+    their log. Opens and clicks set the send's first-open and first-click marks one by one:
+    record() them.
+    """
+    if any(event.type in (Type.OPENED, Type.CLICKED) for event in events):
+        raise ValueError("record_many() does not take opens or clicks: use record()")
+    keys: set[str] = set()
+    candidates = []
+    for event in events:
+        if event.dedupe_key is not None:
+            if event.dedupe_key in keys:
+                continue
+            keys.add(event.dedupe_key)
+        candidates.append(event)
+    if not candidates:
+        return []
+    with transaction.atomic():
+        Event.objects.bulk_create(candidates, batch_size=BULK_ROWS, ignore_conflicts=True)
+        # bulk_create cannot say which rows a conflict skipped: the ids this call made and
+        # that are in the table now are the new events (a skipped row's id is in no row).
+        inserted: dict[str, int] = {}
+        for start in range(0, len(candidates), BULK_ROWS):
+            chunk = [event.public_id for event in candidates[start : start + BULK_ROWS]]
+            inserted.update(
+                Event.objects.filter(public_id__in=chunk).values_list("public_id", "pk")
+            )
+        new = [event for event in candidates if event.public_id in inserted]
+        for event in new:
+            event.pk = inserted[event.public_id]
+            event._state.adding = False
+            event._state.db = Event.objects.db
+        _add_counts(
+            Counter(
+                (event.organization_id, hour_of(event.occurred_at), _COUNTER[event.type])
+                for event in new
+            )
+        )
+        _suppress(new)
+        for event in new:
+            transaction.on_commit(
+                partial(event_recorded.send, sender=Event, event=event), robust=True
+            )
+    return new
+
+
+def _suppress(events: Sequence[Event]) -> None:
     """A hard bounce or a complaint puts the address on the suppression list for all mail."""
-    if event.type == Type.BOUNCED and event.data.get("bounceType") == "hard":
-        reason = Suppression.Reason.HARD_BOUNCE
-    elif event.type == Type.COMPLAINED:
-        reason = Suppression.Reason.COMPLAINT
-    else:
-        return
-    contacts_services.suppress_for_event(
-        organization_id=send.organization_id,
-        address=event.data.get("to") or address_of(send.to),
-        reason=reason,
-        event_id=event.public_id,
-    )
+    causes = []
+    for event in events:
+        if event.type == Type.BOUNCED and event.data.get("bounceType") == "hard":
+            reason = Suppression.Reason.HARD_BOUNCE
+        elif event.type == Type.COMPLAINED:
+            reason = Suppression.Reason.COMPLAINT
+        else:
+            continue
+        address = event.data.get("to") or address_of(event.send.to)
+        causes.append(
+            contacts_services.EventCause(
+                organization_id=event.organization_id,
+                address=address,
+                reason=reason,
+                event_id=event.public_id,
+            )
+        )
+    if causes:
+        contacts_services.suppress_for_events(causes)
 
 
 def envelope(event: Event) -> dict:

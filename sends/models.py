@@ -154,17 +154,25 @@ class Send(models.Model):
 
 
 class MessageQuerySet(models.QuerySet):
-    def for_provider_id(self, provider_message_id: str) -> "Message | None":
-        """The message a provider's webhook names by its id (the newest, should two providers
-        ever have used the same id), with its send."""
-        for query in (
-            self.filter(provider_message_id=provider_message_id),
-            self.filter(provider_ids__provider_message_id=provider_message_id),
-        ):
-            message = query.select_related("send").order_by("-id").first()
-            if message is not None:
-                return message
-        return None
+    def for_provider_ids(self, provider_message_ids: set[str]) -> dict[str, "Message"]:
+        """The messages that providers' webhooks name by their ids, with their sends: the
+        newest per id, should two providers ever have used the same id. Two queries whatever
+        their number (one when every id is a message's whole id); the bodies are not read."""
+        found: dict[str, Message] = {}
+        wanted = set(provider_message_ids)
+        messages = self.select_related("send").defer(*Message.BODY_FIELDS).order_by("id")
+        if wanted:
+            for message in messages.filter(provider_message_id__in=wanted):
+                found[message.provider_message_id] = message
+        wanted -= found.keys()
+        if wanted:
+            # A message the provider gave one id per recipient (ProviderMessageId).
+            by_part = messages.filter(provider_ids__provider_message_id__in=wanted).annotate(
+                matched_id=models.F("provider_ids__provider_message_id")
+            )
+            for message in by_part:
+                found[message.matched_id] = message
+        return found
 
 
 class Message(models.Model):
@@ -173,6 +181,8 @@ class Message(models.Model):
     # The longest provider_message_id: the ids of 50 recipients of up to 39 characters, joined;
     # under PostgreSQL's 2,704-byte limit of a btree index entry.
     PROVIDER_ID_MAX_LENGTH = 2000
+    # What the event log never needs of a message (webhooks defer them when matching events).
+    BODY_FIELDS = ("text", "html", "headers")
 
     send = models.ForeignKey(Send, on_delete=models.CASCADE, related_name="messages")
     from_email = models.CharField(max_length=500)

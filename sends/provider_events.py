@@ -10,9 +10,14 @@ Neither an IP address nor a user agent of the payload is kept.
 import ipaddress
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.db import InterfaceError, OperationalError
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db.models import F
 from django.utils import timezone
 
 from sends import events
@@ -44,8 +49,63 @@ _ENHANCED_CLASS = re.compile(r"(?:^|[\s;(])([245])\.\d{1,3}\.\d{1,3}(?![\d.])")
 _DSN_PREFIX = re.compile(r"^smtp\s*;\s*", re.IGNORECASE)
 
 
+# Events recorded together (events.record_many): a webhook's batch is read in chunks of this
+# many, each chunk a bounded number of statements, so that neither memory nor statement size
+# grows with the batch (bounded by MAX_REQUEST_BYTES anyway).
+CHUNK = 500
+
+
+@dataclass
+class Outcome:
+    """A delivery outcome read from an ESP's event, before it is matched to its message."""
+
+    esp_name: str
+    kind: str
+    provider_id: str | None
+    feedback_id: str | None
+    recipient: str | None
+    data: dict
+    occurred_at: datetime
+    provider_event_id: str
+
+
+class _Batch:
+    """The outcomes of one webhook request, recorded a chunk at a time."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[Outcome] = []
+
+    def add(self, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+        if len(self.outcomes) >= CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        outcomes, self.outcomes = self.outcomes, []
+        _record(outcomes)
+
+
+_batch: ContextVar[_Batch | None] = ContextVar("provider_events_batch", default=None)
+
+
+@contextmanager
+def batched() -> Iterator[None]:
+    """Within it, the outcomes anymail's `tracking` signal brings are recorded together (a
+    chunk at a time, the rest on leaving it) rather than one by one: the webhook views run in
+    it (sends/provider_webhooks.py), since SendGrid and Mailjet post thousands of events at
+    once. Nothing more is recorded when the block raises."""
+    batch = _Batch()
+    token = _batch.set(batch)
+    try:
+        yield
+    finally:
+        _batch.reset(token)
+    batch.flush()
+
+
 def receive(sender, event, esp_name: str, **kwargs) -> None:
-    """anymail's `tracking` signal: records `event` when it is a delivery outcome.
+    """anymail's `tracking` signal: records `event` when it is a delivery outcome (at once, or
+    with the rest of its webhook's batch).
 
     Never raises for what a payload holds (logged instead): one odd event of a batch must not
     make the ESP post the whole batch again for days. A database outage does raise: the
@@ -53,45 +113,122 @@ def receive(sender, event, esp_name: str, **kwargs) -> None:
     twice.
     """
     try:
-        _receive(event, esp_name)
-    except (OperationalError, InterfaceError):
-        raise
+        outcome = read(event, esp_name)
     except Exception as exc:
         logger.error("%s event not recorded: %s", esp_name, type(exc).__name__, exc_info=exc)
+        return
+    if outcome is None:
+        return
+    batch = _batch.get()
+    if batch is None:
+        _record([outcome])
+    else:
+        batch.add(outcome)
 
 
-def _receive(event, esp_name: str) -> None:
+def read(event, esp_name: str) -> Outcome | None:
+    """The outcome anymail's `event` reports; None when it is no delivery outcome."""
     details = esp_details(esp_name, event)
     kind = OUTCOMES.get(event.event_type)
     if details.get("delayed"):
         kind = Type.DELAYED
     if kind is None:
-        return
-    provider_id = _text(event.message_id, Message.PROVIDER_ID_MAX_LENGTH)
-    found = _find(provider_id, event)
-    if found is None:
-        logger.info(
-            "%s %s event for no message of this service (provider id %r): acknowledged",
-            esp_name,
-            kind,
-            (provider_id or "")[:100],
-        )
-        return
-    send, message = found
+        return None
     recipient = _address(event.recipient)
-    recorded = events.record(
-        send=send,
-        message=message,
-        type=kind,
+    return Outcome(
+        esp_name=esp_name,
+        kind=kind,
+        provider_id=_text(event.message_id, Message.PROVIDER_ID_MAX_LENGTH),
+        feedback_id=_echoed_feedback_id(event),
+        recipient=recipient,
         data=outcome_data(kind, event, details),
         occurred_at=_moment(event.timestamp),
-        recipient=recipient,
-        dedupe=events.dedupe_key(
-            provider_id or send.public_id, kind, _provider_event_id(kind, event, details, recipient)
-        ),
+        provider_event_id=_provider_event_id(kind, event, details, recipient),
     )
-    if recorded is None:
-        logger.debug("%s %s event of %s seen before", esp_name, kind, send.public_id)
+
+
+def _record(outcomes: list[Outcome]) -> None:
+    """Matches `outcomes` to their messages and records them together (a bounded number of
+    statements: events.record_many). Should the bulk write fail for what a row holds, each
+    event is tried on its own, so that one bad event does not cost the others."""
+    try:
+        built = _events(outcomes)
+        try:
+            new = events.record_many(built)
+        except (OperationalError, InterfaceError):
+            raise
+        except DatabaseError as exc:
+            logger.warning(
+                "%d events not recorded together (%s): one at a time",
+                len(built),
+                type(exc).__name__,
+            )
+            new = _one_by_one(built)
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception as exc:
+        logger.error("%d events not recorded: %s", len(outcomes), type(exc).__name__, exc_info=exc)
+        return
+    recorded = {event.public_id for event in new}
+    for event in built:
+        if event.public_id not in recorded:
+            logger.debug("%s event of %s seen before", event.type, event.send.public_id)
+
+
+def _one_by_one(built: list[Event]) -> list[Event]:
+    new = []
+    for event in built:
+        # The failed write was rolled back: the event is unwritten again.
+        event.pk, event._state.adding = None, True
+        try:
+            new += events.record_many([event])
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception as exc:
+            logger.error(
+                "%s event of %s not recorded: %s",
+                event.type,
+                event.send.public_id,
+                type(exc).__name__,
+                exc_info=exc,
+            )
+    return new
+
+
+def _events(outcomes: list[Outcome]) -> list[Event]:
+    """The outcomes that belong to a message of this service, as events to record."""
+    messages = Message.objects.for_provider_ids({o.provider_id for o in outcomes if o.provider_id})
+    unmatched = [o for o in outcomes if messages.get(o.provider_id) is None]
+    by_feedback = _sends_of_feedback_ids({o.feedback_id for o in unmatched if o.feedback_id})
+    built = []
+    for outcome in outcomes:
+        message = messages.get(outcome.provider_id)
+        if message is not None:
+            send = message.send
+        elif outcome.feedback_id in by_feedback:
+            send, message = by_feedback[outcome.feedback_id]
+        else:
+            logger.info(
+                "%s %s event for no message of this service (provider id %r): acknowledged",
+                outcome.esp_name,
+                outcome.kind,
+                (outcome.provider_id or "")[:100],
+            )
+            continue
+        built.append(
+            events.build(
+                send=send,
+                message=message,
+                type=outcome.kind,
+                data=outcome.data,
+                occurred_at=outcome.occurred_at,
+                recipient=outcome.recipient,
+                dedupe=events.dedupe_key(
+                    outcome.provider_id or send.public_id, outcome.kind, outcome.provider_event_id
+                ),
+            )
+        )
+    return built
 
 
 def esp_details(esp_name: str, event) -> dict:
@@ -178,19 +315,6 @@ def _bounce_type(event, details: dict, code: int | None, response: str | None) -
     return "hard" if permanent else "soft"
 
 
-def _find(provider_id: str | None, event) -> tuple[Send, Message | None] | None:
-    """The send and message the event is about: by the provider's message id, or by the
-    Feedback-ID header the service set when the ESP echoes the message's headers."""
-    if provider_id:
-        message = Message.objects.for_provider_id(provider_id)
-        if message is not None:
-            return message.send, message
-    send = _send_of_feedback_id(_echoed_feedback_id(event))
-    if send is None:
-        return None
-    return send, send.messages.exclude(provider_message_id="").order_by("-id").first()
-
-
 def _echoed_feedback_id(event) -> str | None:
     # Amazon SES passes the original headers on (mail.headers: [{"name", "value"}, …]).
     headers = _dig(event.esp_event, "mail", "headers")
@@ -200,12 +324,37 @@ def _echoed_feedback_id(event) -> str | None:
     return None
 
 
-def _send_of_feedback_id(value: str | None) -> Send | None:
+def _sends_of_feedback_ids(values: set[str]) -> dict[str, tuple[Send, Message | None]]:
+    """The sends that Feedback-ID headers name, each with its newest message that has a
+    provider id: two queries whatever their number."""
     # sends/services.py: "<send id>:<organization slug>:<policy>:fluxomail".
-    parts = (value or "").split(":")
-    if len(parts) != 4 or parts[3] != "fluxomail":
-        return None
-    return Send.objects.filter(public_id=parts[0], organization__slug=parts[1]).first()
+    named = {}
+    for value in values:
+        parts = value.split(":")
+        if len(parts) == 4 and parts[3] == "fluxomail":
+            named[value] = (parts[0], parts[1])
+    if not named:
+        return {}
+    sends = {
+        send.public_id: send
+        for send in Send.objects.filter(public_id__in={i for i, _ in named.values()}).annotate(
+            organization_slug=F("organization__slug")
+        )
+    }
+    newest: dict[int, Message] = {}
+    for message in (
+        Message.objects.filter(send__in=sends.values())
+        .exclude(provider_message_id="")
+        .defer(*Message.BODY_FIELDS)
+        .order_by("id")
+    ):
+        newest[message.send_id] = message
+    found = {}
+    for value, (public_id, slug) in named.items():
+        send = sends.get(public_id)
+        if send is not None and send.organization_slug == slug:
+            found[value] = (send, newest.get(send.pk))
+    return found
 
 
 def _provider_event_id(kind: str, event, details: dict, recipient: str | None) -> str:

@@ -2,8 +2,9 @@
 
 The paths are anymail's (`<esp>/tracking/`, Mandrill's `mandrill/`), mounted under
 /webhooks/anymail/ (README "Provider webhooks"). anymail checks each ESP's signature and turns
-its payload into tracking signals (sends/provider_events.py records them); the guard decides
-what anymail would leave to Django's error handling, so that no payload can cause a 500:
+its payload into tracking signals (sends/provider_events.py records them, a request's events
+together: one post may carry thousands); the guard decides what anymail would leave to
+Django's error handling, so that no payload can cause a 500:
 
 - no ANYMAIL_WEBHOOK_SECRET: 404, the webhooks are off (open ones would take anyone's bounces);
 - missing or wrong basic auth: 401 with a Basic challenge (Amazon SNS sends its credentials
@@ -29,6 +30,7 @@ from django.utils.crypto import constant_time_compare
 from django.views.decorators.csrf import csrf_exempt
 
 from fluxomail.api import problem_response
+from sends import provider_events
 
 logger = logging.getLogger("fluxomail.provider_webhooks")
 
@@ -65,7 +67,9 @@ def guarded(view):
                 headers={"WWW-Authenticate": 'Basic realm="fluxomail webhooks"'},
             )
         try:
-            return view(request, *args, **kwargs)
+            # A batch's outcomes are recorded together, before the answer.
+            with provider_events.batched():
+                return view(request, *args, **kwargs)
         except AnymailWebhookValidationFailure:
             logger.warning("webhook %s: the ESP's signature did not verify", request.path)
             return problem_response(request, 403, "invalid_key", "Webhook signature check failed")

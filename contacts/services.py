@@ -234,6 +234,45 @@ def _mirror(
                 _log(suppression, Action.REMOVED, actor=actor, note="resubscribed", user=None)
 
 
+def mirror_many(organization_id: int, choices: dict[tuple[str, str], bool], actor: str) -> None:
+    """_mirror() for many (normalised address, scope) → subscribed choices at once (a contacts
+    sync, where the last choice of an address and scope is the one that counts): one read of
+    the addresses' `unsubscribe` rows, one INSERT of those to add and one DELETE of those to
+    lift (contacts/sql.py: each says exactly what it changed), one INSERT of their log."""
+    if not choices:
+        return
+    addresses = {address for address, _ in choices}
+    stored = {
+        (row.address, row.category): row
+        for row in Suppression.objects.filter(
+            organization_id=organization_id, address__in=addresses, reason=Reason.UNSUBSCRIBE
+        )
+    }
+    now = timezone.now()
+    to_add = [
+        Suppression(
+            organization_id=organization_id,
+            address=address,
+            category=category,
+            reason=Reason.UNSUBSCRIBE,
+            actor=actor[:200],
+            created_at=now,
+        )
+        for (address, category), subscribed in choices.items()
+        if not subscribed and (address, category) not in stored
+    ]
+    to_lift = [
+        stored[scope] for scope, subscribed in choices.items() if subscribed and scope in stored
+    ]
+    with transaction.atomic(savepoint=False):
+        added = sql.insert_suppressions(to_add)
+        lifted = sql.delete_suppressions([row.pk for row in to_lift])
+        _log_many(
+            [(row, Action.ADDED, actor, "") for row in added]
+            + [(row, Action.REMOVED, actor, "resubscribed") for row in to_lift if row.pk in lifted]
+        )
+
+
 @dataclass
 class PreferenceChange:
     unsubscribed: bool = False  # the global flag went from on to off

@@ -1,8 +1,11 @@
 """POST /api/v1/contacts/sync: up to 1,000 contacts from a source system (SPEC.md section 10).
 
 Bounded by construction: the list's length is checked before any row is read, every row is
-validated on its own (a bad row is reported, the others go on), and the rows' contacts, seen
-event ids and the categories are each read with one query for the whole batch. The batch is
+validated on its own (a bad row is reported, the others go on), the rows' contacts, seen
+event ids, categories and suppressions are each read with one query for the whole batch, and
+the rows are applied in memory and written with one bulk statement per table and kind of
+change (SQLite's 999 parameters cut some into a few): about 15 statements for 1,000 rows on
+PostgreSQL (statements per row made 1,000 rows take 8.5 to 30 s through gunicorn). The batch is
 one transaction: an Idempotency-Key is claimed inside it (an INSERT under its unique
 constraint), so a concurrent retry waits for the first and replays its answer, and a failed
 batch leaves neither rows nor a used key behind.
@@ -24,9 +27,10 @@ from rest_framework import serializers
 from accounts.models import Organization
 from contacts import services
 from contacts.fields import StrictBooleanField, StrictCharField, refuse_unknown
-from contacts.models import Category, Contact, SyncEvent, SyncRequest
+from contacts.models import ALL_MAIL, Category, Contact, Subscription, SyncEvent, SyncRequest
 from fluxomail.addresses import normalize
 from fluxomail.api import IdempotencyInProgress, IdempotencyKeyReused, ValidationFailed
+from fluxomail.ids import new_id
 from fluxomail.times import iso, parse_moment
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -272,6 +276,14 @@ def purge_expired(now=None) -> int:
 
 
 def _apply(organization: Organization, source: str, rows: list) -> dict:
+    """Applies the rows in order, as if one by one, and writes the outcome in bulk.
+
+    Reads (one query each): the rows' stored contacts, their seen event ids, the categories,
+    and (contacts.services.mirror_many) their `unsubscribe` suppressions. The rows are then
+    applied to these in memory, where a later row sees what an earlier one did (a contact
+    created, changed or deleted, a newer `sourceUpdatedAt`, an event id); _Batch.write()
+    stores the end state with a bounded number of statements.
+    """
     now = timezone.now()
     counts = dict.fromkeys(
         ["created", "updated", "failed", "skippedStale", "skippedDuplicate"], 0
@@ -285,8 +297,7 @@ def _apply(organization: Organization, source: str, rows: list) -> dict:
         else:
             counts["failed"] += 1
             errors.append(_row_error(row, serializer.errors))
-    # One query each for the whole batch.
-    contacts = {
+    stored = {
         c.email: c
         for c in Contact.objects.for_org(organization).filter(email__in={r["email"] for r in valid})
     }
@@ -297,7 +308,7 @@ def _apply(organization: Organization, source: str, rows: list) -> dict:
         ).values_list("event_id", flat=True)
     )
     categories = {c.key: c for c in Category.objects.for_org(organization)}
-    actor = f"sync {source}"[:200]
+    batch = _Batch(organization, now, contacts=dict(stored))
 
     for row in valid:
         event_id = row.get("eventId")
@@ -310,9 +321,10 @@ def _apply(organization: Organization, source: str, rows: list) -> dict:
             errors.append({"email": row["email"], "message": f"Unknown category {unknown[0]!r}."})
             continue
         if event_id is not None:
-            SyncEvent.objects.create(organization=organization, event_id=event_id)
+            batch.event_ids.append(event_id)
             seen.add(event_id)
-        contact = contacts.get(row["email"])
+        email = row["email"]
+        contact = batch.contacts.get(email)
         stamp = row.get("sourceUpdatedAt")
         if contact is not None and stamp and contact.source_updated_at:
             if stamp < contact.source_updated_at:
@@ -321,30 +333,32 @@ def _apply(organization: Organization, source: str, rows: list) -> dict:
         if row.get("deleted"):
             if contact is not None:
                 # The contact goes; its suppressions stay (they belong to the address).
-                contact.delete()
-                del contacts[row["email"]]
+                batch.delete(email)
                 counts["updated"] += 1
             continue
         created = contact is None
         if created:
-            contact = Contact(organization=organization, email=row["email"], created_at=now)
-            contacts[row["email"]] = contact
+            contact = batch.create(email)
         for wire, name in _FIELDS.items():
             if wire in row:
                 value = row[wire]
                 setattr(contact, name, "" if value is None and name in _TEXT else value)
         contact.source = source[:100]
         contact.updated_at = now
-        contact.save()
-        change = services.set_preferences(
-            contact,
-            actor=actor,
-            subscribed=row.get("subscribed"),
-            categories={categories[k]: on for k, on in row.get("categories", {}).items()},
-        )
+        batch.touched.add(email)
+        # The preferences, as contacts.services.set_preferences applies them.
+        subscribed = row.get("subscribed")
+        if subscribed is not None:
+            if subscribed != contact.subscribed:
+                counts["unsubscribed"] += not subscribed
+                counts["resubscribed"] += subscribed
+                contact.subscribed = subscribed
+            batch.mirror(email, ALL_MAIL, subscribed)
+        for key, on in row.get("categories", {}).items():
+            batch.subscribe(email, categories[key], on)
+            batch.mirror(email, key, on)
         counts["created" if created else "updated"] += 1
-        counts["unsubscribed"] += change.unsubscribed
-        counts["resubscribed"] += change.resubscribed
+    batch.write(actor=f"sync {source}"[:200], stored=stored)
     return {
         "ok": True,
         "source": source,
@@ -354,3 +368,99 @@ def _apply(organization: Organization, source: str, rows: list) -> dict:
         "syncedAt": iso(now),
         "errors": errors,
     }
+
+
+# Contact fields a sync writes to a stored contact (all of them, as Model.save() did; never
+# its id, public id, address or creation time).
+_UPDATED = [*_FIELDS.values(), "source", "updated_at", "subscribed"]
+
+
+def _unsaved_copy(contact: Contact) -> Contact:
+    return Contact(
+        **{
+            field.attname: getattr(contact, field.attname)
+            for field in Contact._meta.concrete_fields
+            if not field.primary_key
+        }
+    )
+
+
+class _Batch:
+    """A sync's end state, built row by row in memory, and its writes."""
+
+    def __init__(self, organization: Organization, now, contacts: dict[str, Contact]):
+        self.organization = organization
+        self.now = now
+        self.contacts = contacts  # by address: the contact as the rows so far left it
+        self.event_ids: list[str] = []
+        self.touched: set[str] = set()  # addresses whose contact a row wrote
+        # By address: the subscriptions of the address's current contact (a contact deleted
+        # in the batch takes its own along).
+        self.subscriptions: dict[str, dict[Category, bool]] = {}
+        # (address, scope) → subscribed: the suppression list follows the last choice.
+        self.choices: dict[tuple[str, str], bool] = {}
+
+    def create(self, email: str) -> Contact:
+        contact = Contact(
+            public_id=new_id("contacts"),
+            organization=self.organization,
+            email=email,
+            created_at=self.now,
+        )
+        self.contacts[email] = contact
+        return contact
+
+    def delete(self, email: str) -> None:
+        del self.contacts[email]
+        self.subscriptions.pop(email, None)
+
+    def subscribe(self, email: str, category: Category, on: bool) -> None:
+        self.subscriptions.setdefault(email, {})[category] = on
+
+    def mirror(self, email: str, scope: str, subscribed: bool) -> None:
+        self.choices.pop((email, scope), None)  # keeps the choices in the order last made
+        self.choices[(email, scope)] = subscribed
+
+    def write(self, *, actor: str, stored: dict[str, Contact]) -> None:
+        """The end state in a bounded number of statements (Django cuts each bulk statement to
+        SQLite's 999 parameters; PostgreSQL takes each in one)."""
+        final = self.contacts
+        SyncEvent.objects.bulk_create(
+            [
+                SyncEvent(organization=self.organization, event_id=event_id, created_at=self.now)
+                for event_id in self.event_ids
+            ]
+        )
+        # A stored contact that is no longer the address's contact was deleted (and perhaps
+        # created anew): it goes first, so that its address is free for the new one.
+        gone = [c.pk for email, c in stored.items() if final.get(email) is not c]
+        if gone:
+            Contact.objects.filter(pk__in=gone).delete()
+        # New and changed contacts in one upsert on (organization, email): a plain INSERT
+        # whose conflicts update the stored row (bulk_update's CASE per row and field took
+        # seconds of Python for 1,000 rows). A stored contact goes in as a copy without its
+        # id; a new one gets its id back.
+        written = [
+            c if c.pk is None else _unsaved_copy(c)
+            for email, c in final.items()
+            if email in self.touched
+        ]
+        Contact.objects.bulk_create(
+            written,
+            update_conflicts=True,
+            unique_fields=["organization", "email"],
+            update_fields=_UPDATED,
+        )
+        Subscription.objects.bulk_create(
+            [
+                Subscription(
+                    contact=final[email], category=category, subscribed=on, updated_at=self.now
+                )
+                for email, chosen in self.subscriptions.items()
+                for category, on in chosen.items()
+            ],
+            update_conflicts=True,
+            unique_fields=["contact", "category"],
+            update_fields=["subscribed", "updated_at"],
+        )
+        services.mirror_many(self.organization.pk, self.choices, actor)

@@ -24,6 +24,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.hostile_profile")
     parser.add_argument("--cprofile", default="", help="profile the shapes whose name holds this")
     parser.add_argument("--repeat", type=int, default=1, help="requests per shape (the best)")
+    parser.add_argument("--sort", default="tottime", help="pstats order: tottime, cumulative")
     options, rest = parser.parse_known_args()
     args = parse_args(rest)
     smtp = SmtpCounter()
@@ -80,7 +81,7 @@ def main() -> int:
                 seconds, status = send(body)
                 profiler.disable()
                 print(f"{name:60} {seconds * 1000:9.1f} ms {status}")
-                pstats.Stats(profiler).sort_stats("tottime").print_stats(12)
+                pstats.Stats(profiler).sort_stats(options.sort).print_stats(25)
                 continue
             if options.cprofile:
                 continue

@@ -14,13 +14,13 @@ Tags and links are counted as the characters that may open one, in C: every "<" 
 letter, "/", "!" or "?" (start and end tags, comments, doctypes), every "<a" followed by a space,
 "/" or ">". That counts more than a browser reads (markup inside comments and attribute values),
 never fewer, and a client can count it the same way. Attributes are counted on tracking's own
-reading of the tags (`sends.tracking.scan_tags`, one pattern match per tag in C), which the
-first count bounds.
+reading of the tags (`sends.tracking.attribute_texts`: one pass of its tokenizer's pattern, in
+C), and only tags long enough to hold too many are counted one by one.
 """
 
 import re
 
-from sends.tracking import count_attributes, scan_tags
+from sends.tracking import attribute_texts, count_attributes
 
 MAX_TAGS = 20_000
 MAX_ATTRIBUTES_PER_TAG = 100
@@ -29,6 +29,8 @@ MAX_LINKS = 2_000
 
 _MARKUP_OPENER = re.compile(r"<[A-Za-z/!?]")
 _LINK_OPENER = re.compile(r"<[aA][\t\n\f\r />]")
+# An attribute takes at least two characters (a space or "/", and a name).
+_LONG = 2 * MAX_ATTRIBUTES_PER_TAG
 
 
 def html_problem(html: str) -> str | None:
@@ -36,17 +38,13 @@ def html_problem(html: str) -> str | None:
     # str.count first: most documents hold fewer "<" than either bound.
     if html.count("<") > MAX_TAGS and len(_MARKUP_OPENER.findall(html)) > MAX_TAGS:
         return f"At most {MAX_TAGS} tags (start and end tags, comments and doctypes)."
-    if (
-        html.count("<a") + html.count("<A") > MAX_LINKS
-        and len(_LINK_OPENER.findall(html)) > MAX_LINKS
-    ):
+    links = html.count("<a") + html.count("<A")
+    if links > MAX_LINKS and len(_LINK_OPENER.findall(html)) > MAX_LINKS:
         return f"At most {MAX_LINKS} links (<a> tags)."
-    total = 0
-    for tag in scan_tags(html):  # at most MAX_TAGS, counted above
-        count = count_attributes(html, tag)
-        if count > MAX_ATTRIBUTES_PER_TAG:
-            return f"At most {MAX_ATTRIBUTES_PER_TAG} attributes on one tag."
-        total += count
-    if total > MAX_ATTRIBUTES:
+    texts = attribute_texts(html)  # at most MAX_TAGS, counted above
+    if any(count_attributes(text) > MAX_ATTRIBUTES_PER_TAG for text in texts if len(text) > _LONG):
+        return f"At most {MAX_ATTRIBUTES_PER_TAG} attributes on one tag."
+    # ">" ends no attribute but the last of a tag, and starts none.
+    if count_attributes(">".join(texts)) > MAX_ATTRIBUTES:
         return f"At most {MAX_ATTRIBUTES} attributes in all."
     return None

@@ -49,7 +49,6 @@ OPT_OUT_ATTRIBUTE = "data-fluxomail-track"
 _RAW_TEXT = frozenset(
     {"script", "style", "xmp", "iframe", "noembed", "noframes", "textarea", "title"}
 )
-_SPACE = " \t\n\r\f"
 # What browsers strip around a URL (C0 controls and space) and delete inside it (tab, newline).
 _URL_STRIP = "".join(chr(c) for c in range(0x21))
 _URL_DELETE = str.maketrans("", "", "\t\n\r")
@@ -309,47 +308,62 @@ def _attribute_pattern(before_name: str = "", groups: bool = False) -> str:
 
 
 _ATTRIBUTE = re.compile(_attribute_pattern())
-# What the tokenizer does at a "<": a whole start or end tag (its name in group 2, its
-# attributes in group 3); a comment; a doctype, processing instruction or bogus comment (also
-# "</" without a letter); a tag that the document ends inside (it is dropped, and so is the
-# rest). Any other "<" is text.
-_MARKUP = re.compile(
-    rf"<(?:(/?)([A-Za-z][^\t\n\f\r />]*+)((?:{_attribute_pattern()})*+)"
-    r"[\t\n\f\r /]*+>|(!--)|([!?]|/(?![A-Za-z]))|(/?[A-Za-z]))"
+_ATTRIBUTES = rf"(?:{_attribute_pattern()})*+"
+_RAW_NAMES = "|".join(sorted(_RAW_TEXT))
+# One token of the HTML tokenizer at a "<", with what it skips:
+# - a raw-text element's start tag and its text, up to the end tag that closes it (ASCII
+#   case-insensitive, followed by a space, "/", ">" or the end) or the end of the document;
+# - any other start or end tag;
+# - a comment ("<!-->" and "<!--->" end at once), a doctype, processing instruction or bogus
+#   comment (also "</" without a letter), up to its ">";
+# - anything else that opens markup but never ends: the tag or comment and the rest of the
+#   document are dropped, as a browser drops them.
+# A "<" followed by anything else is text. Possessive or lazy-to-a-literal throughout: a
+# document costs one pass, whatever it holds.
+_TOKEN = re.compile(
+    rf"<(?:(?P<raw>{_RAW_NAMES})(?=[\t\n\f\r />])(?P<raw_attributes>{_ATTRIBUTES})"
+    r"[\t\n\f\r /]*+>(?P<raw_text>(?s:.*?))(?=</(?P=raw)(?:[\t\n\f\r />]|\Z)|\Z)"
+    rf"|(?P<closing>/?)(?P<name>[A-Za-z][^\t\n\f\r />]*+)(?P<attributes>{_ATTRIBUTES})"
+    r"[\t\n\f\r /]*+>"
+    r"|!--(?:>|->|(?s:.*?)--!?>)"
+    r"|(?:!(?!--)|\?|/(?![A-Za-z]))[^>]*+>"
+    r"|[A-Za-z/!?](?s:.*))",
+    re.IGNORECASE | re.ASCII,
 )
 
 
-def scan_tags(text: str) -> list[Tag]:
-    """Start and end tags of an HTML document with their offsets, per the HTML tokenizer.
+def scan_tags(text: str, names: frozenset[str] | None = None) -> list[Tag]:
+    """Start and end tags of an HTML document with their offsets, per the HTML tokenizer; with
+    `names`, only the tags of those names.
 
     Comments (conditional comments included), the doctype, processing instructions and the
     content of raw-text elements are skipped. An unterminated tag at the end is dropped, as a
     browser drops it. Attributes are only located: `attribute` reads one.
 
-    Linear in the document: the tokenizer's rules are patterns that never backtrack, and
-    Python sees each tag, comment, doctype and processing instruction once.
+    Linear in the document: one pass of one pattern, and Python sees each token once.
     """
     tags: list[Tag] = []
-    lower: str | None = None
-    i = 0
-    while i != -1 and (markup := _MARKUP.search(text, i)):
-        closing, name, _, comment, bogus, unterminated = markup.groups()
-        i = markup.end()
-        if comment:
-            i = _comment_end(text, markup.start())
-        elif bogus:
-            end = text.find(">", i)
-            i = -1 if end == -1 else end + 1
-        elif unterminated:
-            break
-        else:
-            name = name.lower()
-            tags.append(Tag(name, markup.start(), i, bool(closing), *markup.span(3)))
-            if not closing and name in _RAW_TEXT:
-                if lower is None:
-                    lower = text.lower()  # once per document: keeps many raw-text elements linear
-                i = _raw_text_end(text, lower, i, name)
+    for token in _TOKEN.finditer(text):
+        raw = token.group("raw")
+        if raw is not None:
+            name = raw.lower()
+            if names is None or name in names:
+                end = token.start("raw_text")
+                tags.append(Tag(name, token.start(), end, False, *token.span("raw_attributes")))
+            continue
+        name = token.group("name")
+        if name is None:
+            continue  # comment, doctype, or what is dropped
+        name = name.lower()
+        if names is None or name in names:
+            closing = bool(token.group("closing"))
+            tags.append(Tag(name, token.start(), token.end(), closing, *token.span("attributes")))
     return tags
+
+
+def attribute_texts(text: str) -> list[str]:
+    """The attributes of every tag scan_tags finds, as written (one C pass)."""
+    return [raw or other for _, raw, _, _, _, other in _TOKEN.findall(text)]
 
 
 @functools.lru_cache(maxsize=4)
@@ -374,38 +388,9 @@ def attribute(text: str, tag: Tag, name: str) -> Attribute | None:
     return found
 
 
-def count_attributes(text: str, tag: Tag) -> int:
-    """How many attributes a tag found by scan_tags holds, duplicates included."""
-    if tag.attributes_start == tag.attributes_end:
-        return 0
-    return len(_ATTRIBUTE.findall(text, tag.attributes_start, tag.attributes_end))
-
-
-def _comment_end(text: str, lt: int) -> int:
-    """Offset after the comment that opens at lt ("<!--"), or -1 when it never ends."""
-    if text.startswith("<!-->", lt):
-        return lt + 5
-    if text.startswith("<!--->", lt):
-        return lt + 6
-    # The second search stops where the first matched, so that many comments stay linear.
-    end = text.find("-->", lt + 4)
-    bang = text.find("--!>", lt + 4, len(text) if end == -1 else end)
-    if bang != -1:
-        return bang + 4
-    return -1 if end == -1 else end + 3
-
-
-def _raw_text_end(text: str, lower: str, i: int, name: str) -> int:
-    """Offset of the end tag closing a raw-text element opened before i."""
-    needle = "</" + name
-    while True:
-        index = lower.find(needle, i)
-        if index == -1:
-            return -1
-        after = lower[index + len(needle) : index + len(needle) + 1]
-        if after == "" or after in _SPACE or after in "/>":
-            return index
-        i = index + len(needle)
+def count_attributes(attributes: str) -> int:
+    """How many attributes a tag's attribute text holds (attribute_texts), duplicates included."""
+    return len(_ATTRIBUTE.findall(attributes)) if attributes else 0
 
 
 # Injection ---------------------------------------------------------------------------------
@@ -508,6 +493,9 @@ def _same_links(html: str, links: list[_Link], structure: list[tuple[int, str]])
     return True
 
 
+_INJECTION_TAGS = frozenset({"a", "body", "html"})  # links, and where the pixel goes
+
+
 def inject(html: str, *, send, policy) -> str:
     """The HTML with the open pixel and tracked links, as far as the policy allows them."""
     track_opens = getattr(policy, "track_opens", True)
@@ -515,7 +503,7 @@ def inject(html: str, *, send, policy) -> str:
     if not html or not (track_opens or track_clicks or OPT_OUT_ATTRIBUTE in html.lower()):
         return html
 
-    tags = scan_tags(html)
+    tags = scan_tags(html, _INJECTION_TAGS)
     edits: list[tuple[int, int, str]] = []  # (start, end, replacement), non-overlapping
 
     links: list[_Link] = []

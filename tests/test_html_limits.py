@@ -17,6 +17,7 @@ from sends.html_limits import (
     html_problem,
 )
 from sends.models import IdempotencyRecord, Message, Send
+from tests.test_rendering_inline_budget import python_calls
 
 SEND = "/api/v1/emails/send"
 SITE = "https://mail.fluxomail.test"
@@ -239,3 +240,33 @@ def test_links_nested_around_a_large_text_are_each_tracked(api, send_key, seed_b
     sent = sent_html(send(api, send_key, seed_body, html))
 
     assert click_targets(sent) == [f"https://shop.example/{i}" for i in range(100)]
+
+
+# Work that does not grow with what the patterns read ------------------------------------------
+
+
+def test_reading_tags_costs_the_same_python_work_whatever_their_attributes_and_length():
+    # Calls, unlike time, are deterministic; the patterns read attributes and characters in C.
+    def calls(html: str) -> int:
+        return python_calls(lambda: (html_problem(html), tracking.scan_tags(html)))
+
+    # As long as the large one's tags (those are counted one by one), with one attribute each.
+    long = "v" * 1000
+    small = calls(f'<p a="{long}">x</p><a href="https://shop.example/" b="{long}">y</a>')
+    large = calls(
+        f"<p {attributes(MAX_ATTRIBUTES_PER_TAG)}>{'x' * 100_000}</p>"
+        f'<a href="https://shop.example/" {attributes(MAX_ATTRIBUTES_PER_TAG - 1)}>y</a>'
+    )
+
+    assert large == small
+
+
+def test_finding_a_links_href_costs_the_same_python_work_after_many_attributes():
+    few = '<a b=1 href="https://shop.example/">x</a>'
+    many = f'<a {attributes(MAX_ATTRIBUTES_PER_TAG - 1)} href="https://shop.example/">x</a>'
+
+    def calls(html: str) -> int:
+        [tag] = tracking.scan_tags(html, frozenset({"a"}))[:1]
+        return python_calls(lambda: tracking.attribute(html, tag, "href"))
+
+    assert calls(many) == calls(few)

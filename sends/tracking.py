@@ -368,10 +368,12 @@ def attribute_texts(text: str) -> list[str]:
 
 @functools.lru_cache(maxsize=4)
 def _attribute_named(name: str) -> re.Pattern:
-    """The attributes before the first one named `name` (ASCII case-insensitive), then it."""
-    other = rf"(?!(?i:{re.escape(name)}){_NAME_END})"
+    """The attributes before the first one named `name`, then it: names compare ASCII
+    case-insensitively, as the HTML standard lower-cases them (a dotless ı is no i)."""
+    other = rf"(?!{re.escape(name)}{_NAME_END})"
     return re.compile(
-        rf"(?:{_attribute_pattern(other)})*+(?P<attribute>{_attribute_pattern(groups=True)})"
+        rf"(?:{_attribute_pattern(other)})*+(?P<attribute>{_attribute_pattern(groups=True)})",
+        re.IGNORECASE | re.ASCII,
     )
 
 

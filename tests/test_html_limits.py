@@ -193,6 +193,14 @@ def test_the_first_of_duplicate_attributes_is_read_and_case_does_not_matter():
     assert tracking.count_attributes(html[tag.attributes_start : tag.attributes_end]) == 4
 
 
+def test_attribute_names_compare_ascii_case_insensitively():
+    html = '<a data-fluxomaıl-track HREF="https://shop.example/">x</a>'  # a dotless ı
+    [tag, _] = tracking.scan_tags(html)
+
+    assert tracking.attribute(html, tag, tracking.OPT_OUT_ATTRIBUTE) is None
+    assert tracking.attribute(html, tag, "href").value_start == html.index("https")
+
+
 def test_an_attribute_named_like_the_start_of_another_is_not_it():
     html = '<a hrefx="no" =href="no" href-="no" href="yes">x</a>'
     [tag, _] = tracking.scan_tags(html)

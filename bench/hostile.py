@@ -7,6 +7,7 @@ bodies written by hand (deep nesting cannot go through json.dumps), each under M
 
 import json
 
+from sends.html_limits import html_problem
 from sends.inline_cost import TooCostly, inline_work
 
 BASE = {"to": "user@example.com", "subject": "Hostile", "content": "Hi"}
@@ -59,6 +60,20 @@ HTML = {
         '<a href="https://example.com/" ' + " ".join(f"a{i}=1" for i in range(40000)) + ">x</a>"
     ),
     "elements": "<style>p{color:red}</style>" + "<p>x</p>" * 120000,
+    # Within the bounds of sends.html_limits: the most of each that a document may hold.
+    "links at the bound, long targets": "".join(
+        f'<a href="https://example.com/{i}/{"p" * 400}?q={i}">x</a>' for i in range(2000)
+    ),
+    "links with 100 attributes each, attributes at the bound": "".join(
+        f'<a href="https://example.com/{i}" ' + " ".join(f"a{j}=1" for j in range(99)) + ">x</a>"
+        for i in range(600)
+    ),
+    "tags at the bound": '<a href="https://example.com/">x</a>' + "<p>x</p>" * 9998,
+    "nesting at the bound": '<a href="https://example.com/">x</a>' + "<div>" * 19998 + "x",
+    # Each link's text holds the text of the links nested in it (libxml2 keeps 255 levels).
+    "nested links around a large text": (
+        '<a href="https://example.com/"><div>' * 100 + "x" * 900000
+    ),
 }
 
 
@@ -112,9 +127,12 @@ FAMILIES = {
 
 
 def largest_accepted(family, limit: int) -> str:
-    """The largest document of `family` whose estimate stays within `limit`."""
+    """The largest document of `family` whose estimate stays within `limit` (and that the
+    bounds of sends.html_limits accept)."""
 
     def accepted(n: int) -> bool:
+        if html_problem(family(n)) is not None:
+            return False
         try:
             inline_work(family(n), limit)
         except TooCostly:

@@ -17,6 +17,7 @@ from rest_framework import serializers
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 from fluxomail.addresses import to_ascii
+from sends.html_limits import html_problem
 from sends.mime import MAX_LINE, header_fits
 from sends.models import Policy
 
@@ -335,7 +336,12 @@ class SendEmailSerializer(StrictSerializer):
         return self._bounded(value)
 
     def validate_htmlContent(self, value: str) -> str:  # noqa: N802
-        return self._bounded(value)
+        value = self._bounded(value)
+        # Bounded tags, attributes per tag and links: what reading the HTML costs (html_limits).
+        problem = html_problem(value)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
 
     def validate_fromName(self, value: str) -> str:  # noqa: N802
         no_control(value)

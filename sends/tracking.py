@@ -9,17 +9,24 @@ the document is read twice and written never:
   elements are links, their text (to spot unsubscribe links), and where they sit;
 * a small scanner that follows the HTML tokenizer's rules for tags, quoted attributes, comments
   and raw-text elements gives the exact character offsets of each `<a>` start tag and its
-  attributes, so that only the `href` value and the opt-out attribute are spliced.
+  attributes, so that only the `href` value and the opt-out attribute are spliced. Its rules
+  are patterns with possessive quantifiers (one match per tag, nothing backtracks): linear in
+  the document, with Python's own work per tag, not per character or attribute.
+
+What both cost is bounded before a send is accepted (sends.html_limits): tags, attributes and
+links; libxml2 compares every attribute of a tag with every other.
 
 The two readings must agree on the links (same number, same source lines) before any link is
 changed; when they do not (badly broken markup), links are left as written, which loses click
 tracking for that mail but never breaks a link.
 """
 
+import bisect
+import functools
 import html as html_lib
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from html.entities import html5 as HTML5_ENTITIES
 
 from django.conf import settings
@@ -42,7 +49,6 @@ OPT_OUT_ATTRIBUTE = "data-fluxomail-track"
 _RAW_TEXT = frozenset(
     {"script", "style", "xmp", "iframe", "noembed", "noframes", "textarea", "title"}
 )
-_SPACE = " \t\n\r\f"
 # What browsers strip around a URL (C0 controls and space) and delete inside it (tab, newline).
 _URL_STRIP = "".join(chr(c) for c in range(0x21))
 _URL_DELETE = str.maketrans("", "", "\t\n\r")
@@ -67,6 +73,7 @@ _UNSUBSCRIBE_MARKERS = (
     "desinscri",
     "darse de baja",
 )
+_UNSUBSCRIBE = re.compile("|".join(map(re.escape, _UNSUBSCRIBE_MARKERS)))
 _NAMED_REFERENCE = re.compile(r"[A-Za-z][A-Za-z0-9]*;?")
 
 # A 1x1 transparent GIF (GIF89a, one-colour palette, graphic control extension with the
@@ -129,6 +136,21 @@ def click_url(send_public_id: str, position: int, url: str) -> str:
     return settings.SITE_URL + reverse("tracking-click", args=[token])
 
 
+def click_urls(send_public_id: str):
+    """click_url for the links of one send, with one signer and one URL reversal for them all
+    (a mail may hold up to sends.html_limits.MAX_LINKS links)."""
+    signer = signing.Signer(salt=CLICK_SALT)
+    placeholder = "token"
+    url = settings.SITE_URL + reverse("tracking-click", args=[placeholder])
+    prefix, _, suffix = url.rpartition(placeholder)
+
+    def click_url(position: int, target: str) -> str:
+        token = signer.sign_object([send_public_id, position, target], compress=True)
+        return prefix + token + suffix
+
+    return click_url
+
+
 def open_url(send_public_id: str) -> str:
     return settings.SITE_URL + reverse("tracking-open", args=[open_token(send_public_id)])
 
@@ -180,8 +202,7 @@ def _escape_controls(url: str) -> str:
 
 
 def is_unsubscribe_link(url: str, text: str) -> bool:
-    haystack = f"{url}\n{text}".lower()
-    return any(marker in haystack for marker in _UNSUBSCRIBE_MARKERS)
+    return _UNSUBSCRIBE.search(f"{url}\n{text}".lower()) is not None
 
 
 def decode_attribute(raw: str) -> str:
@@ -243,7 +264,7 @@ def decode_attribute(raw: str) -> str:
 # The scanner -------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class Attribute:
     name: str  # lower-cased
     start: int  # offset of the whitespace before the name (for removal)
@@ -252,149 +273,126 @@ class Attribute:
     value_end: int = -1
 
 
-@dataclass
+@dataclass(slots=True)
 class Tag:
     name: str  # lower-cased
     start: int
     end: int
     closing: bool = False
-    attributes: list[Attribute] = field(default_factory=list)
-
-    def attribute(self, name: str) -> Attribute | None:
-        # Browsers keep the first of duplicate attributes.
-        for attribute in self.attributes:
-            if attribute.name == name:
-                return attribute
-        return None
+    # Where the attributes are written: from the end of the name to the tag's closing "/>".
+    attributes_start: int = -1
+    attributes_end: int = -1
 
 
-def scan_tags(text: str) -> list[Tag]:
-    """Start and end tags of an HTML document with their offsets, per the HTML tokenizer.
+# The HTML tokenizer's reading of a tag, as patterns. Possessive quantifiers only: each part
+# matches the one way the tokenizer reads it and never gives back what it took, so a match
+# costs one pass over the tag whatever the input. A name runs to a space, "/" or ">" (its first
+# character may be "="), a quoted value to its closing quote (when there is none, the tag runs
+# to the end of the document and is dropped), an unquoted value to a space or ">".
+_S = r"[\t\n\f\r ]"
+_NAME_END = r"(?:[\t\n\f\r /=>]|\Z)"
+
+
+def _attribute_pattern(before_name: str = "", groups: bool = False) -> str:
+    """An attribute with the spaces or "/" before it; with `groups`, its name and value (in
+    double quotes, single quotes or bare) are named groups."""
+
+    def group(name: str) -> str:
+        return f"(?P<{name}>" if groups else "(?:"
+
+    return (
+        rf"[\t\n\f\r /]*+{before_name}{group('name')}[^\t\n\f\r />][^\t\n\f\r /=>]*+)"
+        rf"""(?:{_S}*+={_S}*+(?:"{group("double")}[^"]*+)(?:"|\Z)|'{group("single")}[^']*+)"""
+        rf"(?:'|\Z)|{group('bare')}[^\t\n\f\r >]*+)))?"
+    )
+
+
+_ATTRIBUTE = re.compile(_attribute_pattern())
+_ATTRIBUTES = rf"(?:{_attribute_pattern()})*+"
+_RAW_NAMES = "|".join(sorted(_RAW_TEXT))
+# One token of the HTML tokenizer at a "<", with what it skips:
+# - a raw-text element's start tag and its text, up to the end tag that closes it (ASCII
+#   case-insensitive, followed by a space, "/", ">" or the end) or the end of the document;
+# - any other start or end tag;
+# - a comment ("<!-->" and "<!--->" end at once), a doctype, processing instruction or bogus
+#   comment (also "</" without a letter), up to its ">";
+# - anything else that opens markup but never ends: the tag or comment and the rest of the
+#   document are dropped, as a browser drops them.
+# A "<" followed by anything else is text. Possessive or lazy-to-a-literal throughout: a
+# document costs one pass, whatever it holds.
+_TOKEN = re.compile(
+    rf"<(?:(?P<raw>{_RAW_NAMES})(?=[\t\n\f\r />])(?P<raw_attributes>{_ATTRIBUTES})"
+    r"[\t\n\f\r /]*+>(?P<raw_text>(?s:.*?))(?=</(?P=raw)(?:[\t\n\f\r />]|\Z)|\Z)"
+    rf"|(?P<closing>/?)(?P<name>[A-Za-z][^\t\n\f\r />]*+)(?P<attributes>{_ATTRIBUTES})"
+    r"[\t\n\f\r /]*+>"
+    r"|!--(?:>|->|(?s:.*?)--!?>)"
+    r"|(?:!(?!--)|\?|/(?![A-Za-z]))[^>]*+>"
+    r"|[A-Za-z/!?](?s:.*))",
+    re.IGNORECASE | re.ASCII,
+)
+
+
+def scan_tags(text: str, names: frozenset[str] | None = None) -> list[Tag]:
+    """Start and end tags of an HTML document with their offsets, per the HTML tokenizer; with
+    `names`, only the tags of those names.
 
     Comments (conditional comments included), the doctype, processing instructions and the
     content of raw-text elements are skipped. An unterminated tag at the end is dropped, as a
-    browser drops it.
+    browser drops it. Attributes are only located: `attribute` reads one.
+
+    Linear in the document: one pass of one pattern, and Python sees each token once.
     """
     tags: list[Tag] = []
-    length = len(text)
-    lower: str | None = None
-    i = 0
-    while True:
-        lt = text.find("<", i)
-        if lt == -1 or lt + 1 >= length:
-            return tags
-        nxt = text[lt + 1]
-        if text.startswith("<!--", lt):
-            if text.startswith("<!-->", lt) or text.startswith("<!--->", lt):
-                i = text.index(">", lt) + 1
-                continue
-            end = _comment_end(text, lt + 4)
-            if end == -1:
-                return tags
-            i = end
+    for token in _TOKEN.finditer(text):
+        raw = token.group("raw")
+        if raw is not None:
+            name = raw.lower()
+            if names is None or name in names:
+                end = token.start("raw_text")
+                tags.append(Tag(name, token.start(), end, False, *token.span("raw_attributes")))
             continue
-        if nxt in "!?":
-            end = text.find(">", lt + 2)
-            if end == -1:
-                return tags
-            i = end + 1
-            continue
-        closing = nxt == "/"
-        name_start = lt + 2 if closing else lt + 1
-        if name_start >= length or not text[name_start].isascii() or not text[name_start].isalpha():
-            if closing and text.startswith(">", name_start):
-                i = name_start + 1  # "</>" is dropped
-            elif closing:
-                end = text.find(">", name_start)  # "</ junk>" is a bogus comment
-                if end == -1:
-                    return tags
-                i = end + 1
-            else:
-                i = lt + 1  # a lone "<" is text
-            continue
-        tag = _scan_tag(text, lt, name_start, closing)
-        if tag is None:
-            return tags
-        tags.append(tag)
-        i = tag.end
-        if not closing and tag.name in _RAW_TEXT:
-            if lower is None:
-                lower = text.lower()  # once per document: keeps many raw-text elements linear
-            i = _raw_text_end(text, lower, tag.end, tag.name)
-            if i == -1:
-                return tags
+        name = token.group("name")
+        if name is None:
+            continue  # comment, doctype, or what is dropped
+        name = name.lower()
+        if names is None or name in names:
+            closing = bool(token.group("closing"))
+            tags.append(Tag(name, token.start(), token.end(), closing, *token.span("attributes")))
+    return tags
 
 
-def _comment_end(text: str, i: int) -> int:
-    """Offset after a comment whose content starts at i, or -1 when it never ends."""
-    # The second search stops where the first matched, so that many comments stay linear.
-    end = text.find("-->", i)
-    bang = text.find("--!>", i, len(text) if end == -1 else end)
-    if bang != -1:
-        return bang + 4
-    return -1 if end == -1 else end + 3
+def attribute_texts(text: str) -> list[str]:
+    """The attributes of every tag scan_tags finds, as written (one C pass)."""
+    return [raw or other for _, raw, _, _, _, other in _TOKEN.findall(text)]
 
 
-def _raw_text_end(text: str, lower: str, i: int, name: str) -> int:
-    """Offset of the end tag closing a raw-text element opened before i."""
-    needle = "</" + name
-    while True:
-        index = lower.find(needle, i)
-        if index == -1:
-            return -1
-        after = lower[index + len(needle) : index + len(needle) + 1]
-        if after == "" or after in _SPACE or after in "/>":
-            return index
-        i = index + len(needle)
+@functools.lru_cache(maxsize=4)
+def _attribute_named(name: str) -> re.Pattern:
+    """The attributes before the first one named `name`, then it: names compare ASCII
+    case-insensitively, as the HTML standard lower-cases them (a dotless ı is no i)."""
+    other = rf"(?!{re.escape(name)}{_NAME_END})"
+    return re.compile(
+        rf"(?:{_attribute_pattern(other)})*+(?P<attribute>{_attribute_pattern(groups=True)})",
+        re.IGNORECASE | re.ASCII,
+    )
 
 
-def _scan_tag(text: str, lt: int, name_start: int, closing: bool) -> Tag | None:
-    length = len(text)
-    i = name_start
-    while i < length and text[i] not in _SPACE and text[i] not in "/>":
-        i += 1
-    tag = Tag(name=text[name_start:i].lower(), start=lt, end=-1, closing=closing)
-    seen: set[str] = set()
-    while True:
-        attr_start = i
-        while i < length and (text[i] in _SPACE or text[i] == "/"):
-            i += 1
-        if i >= length:
-            return None
-        if text[i] == ">":
-            tag.end = i + 1
-            return tag
-        name_begin = i
-        i += 1  # the first character of a name may be "="
-        while i < length and text[i] not in _SPACE and text[i] not in "/>=":
-            i += 1
-        attribute = Attribute(name=text[name_begin:i].lower(), start=attr_start, end=i)
-        j = i
-        while j < length and text[j] in _SPACE:
-            j += 1
-        if j < length and text[j] == "=":
-            j += 1
-            while j < length and text[j] in _SPACE:
-                j += 1
-            if j >= length:
-                return None
-            quote = text[j]
-            if quote in "\"'":
-                close = text.find(quote, j + 1)
-                if close == -1:
-                    return None
-                attribute.value_start, attribute.value_end = j + 1, close
-                i = close + 1
-            else:
-                k = j
-                while k < length and text[k] not in _SPACE and text[k] != ">":
-                    k += 1
-                attribute.value_start, attribute.value_end = j, k
-                i = k
-            attribute.end = i
-        if attribute.name not in seen:
-            seen.add(attribute.name)
-            tag.attributes.append(attribute)
+def attribute(text: str, tag: Tag, name: str) -> Attribute | None:
+    """The first attribute called `name` (lower-case) of a tag found by scan_tags, as a browser
+    keeps the first of duplicates; one pass in C whatever the number of attributes."""
+    match = _attribute_named(name).match(text, tag.attributes_start, tag.attributes_end)
+    if match is None:
+        return None
+    found = Attribute(name, *match.span("attribute"))
+    for group in ("double", "single", "bare"):
+        if match.start(group) != -1:
+            found.value_start, found.value_end = match.span(group)
+    return found
+
+
+def count_attributes(attributes: str) -> int:
+    """How many attributes a tag's attribute text holds (attribute_texts), duplicates included."""
+    return len(_ATTRIBUTE.findall(attributes)) if attributes else 0
 
 
 # Injection ---------------------------------------------------------------------------------
@@ -407,18 +405,76 @@ class _Link:
     opt_out: Attribute | None
 
 
-def _lxml_links(text: str) -> list[tuple[int, str]] | None:
-    """(source line, text) of every <a href> as lxml reads the document, or None."""
+def _lxml_links(text: str) -> list[tuple[int, bool]] | None:
+    """(source line, whether its text marks an unsubscribe link) of every <a href> as lxml reads
+    the document, or None.
+
+    A link's text is its element's text content, which holds the text of the links nested in
+    it: reading it link by link would cost nesting × text (100 nested links around 900 KB of
+    text: seconds). Each element's text content is a contiguous part of the document's text, so
+    the text is lower-cased once, the markers found in it once, and each link asks whether one
+    lies within its part.
+    """
     try:
         parser = lxml_html.HTMLParser(encoding="utf-8", remove_comments=False)
         root = lxml_html.document_fromstring(text.encode("utf-8"), parser=parser)
     except (etree.ParserError, ValueError):
         return None
-    return [
-        (element.sourceline, element.text_content())
-        for element in root.iter("a")
-        if element.get("href") is not None
-    ]
+    pieces: list[str] = []  # the document's text nodes, lower-cased, in order
+    size = 0
+    links: list[list[int]] = []  # [source line, start, end] in the joined pieces
+    # Depth first with a stack of child iterators: lxml's iterwalk leaves out comments, whose
+    # tails are text of the element around them.
+    stack: list[tuple[etree._Element, list[int] | None, object]] = []
+    element = root
+    while True:
+        if element is not None:  # entering it
+            link = None
+            if element.tag == "a" and element.get("href") is not None:
+                link = [element.sourceline, size, size]
+                links.append(link)
+            if isinstance(element.tag, str) and element.text:  # not a comment's text
+                pieces.append(element.text.lower())
+                size += len(pieces[-1])
+            stack.append((element, link, iter(element)))
+        current, link, children = stack[-1]
+        element = next(children, None)
+        if element is not None:
+            continue
+        stack.pop()  # leaving it
+        if link is not None:
+            link[2] = size
+        if not stack:
+            break
+        if current.tail:
+            pieces.append(current.tail.lower())
+            size += len(pieces[-1])
+    markers = _marker_ends("".join(pieces))
+    return [(line, _marked_between(markers, start, end)) for line, start, end in links]
+
+
+def _marker_ends(text: str) -> tuple[list[int], list[int]]:
+    """(starts, ends) of every unsubscribe marker in `text`, by start; ends[i] is the least end
+    of the markers from starts[i] on."""
+    found: list[tuple[int, int]] = []
+    for marker in _UNSUBSCRIBE_MARKERS:
+        index = text.find(marker)
+        while index != -1:
+            found.append((index, index + len(marker)))
+            index = text.find(marker, index + 1)
+    found.sort()
+    starts = [start for start, _ in found]
+    ends = [end for _, end in found]
+    for i in range(len(ends) - 2, -1, -1):
+        ends[i] = min(ends[i], ends[i + 1])
+    return starts, ends
+
+
+def _marked_between(markers: tuple[list[int], list[int]], start: int, end: int) -> bool:
+    """Whether a marker lies within text[start:end]."""
+    starts, ends = markers
+    i = bisect.bisect_left(starts, start)
+    return i < len(starts) and ends[i] <= end
 
 
 def _same_links(html: str, links: list[_Link], structure: list[tuple[int, str]]) -> bool:
@@ -439,6 +495,9 @@ def _same_links(html: str, links: list[_Link], structure: list[tuple[int, str]])
     return True
 
 
+_INJECTION_TAGS = frozenset({"a", "body", "html"})  # links, and where the pixel goes
+
+
 def inject(html: str, *, send, policy) -> str:
     """The HTML with the open pixel and tracked links, as far as the policy allows them."""
     track_opens = getattr(policy, "track_opens", True)
@@ -446,37 +505,39 @@ def inject(html: str, *, send, policy) -> str:
     if not html or not (track_opens or track_clicks or OPT_OUT_ATTRIBUTE in html.lower()):
         return html
 
-    tags = scan_tags(html)
+    tags = scan_tags(html, _INJECTION_TAGS)
     edits: list[tuple[int, int, str]] = []  # (start, end, replacement), non-overlapping
 
-    links = [
-        _Link(tag, tag.attribute("href"), tag.attribute(OPT_OUT_ATTRIBUTE))
-        for tag in tags
-        if tag.name == "a" and not tag.closing and tag.attribute("href") is not None
-    ]
+    links: list[_Link] = []
     for tag in tags:
-        opt_out = tag.attribute(OPT_OUT_ATTRIBUTE) if tag.name == "a" else None
-        if opt_out is not None and not tag.closing:
+        if tag.name != "a" or tag.closing:
+            continue
+        opt_out = attribute(html, tag, OPT_OUT_ATTRIBUTE)
+        if opt_out is not None:
             # The marker is an instruction to Fluxomail, not part of the mail.
             edits.append((opt_out.start, opt_out.end, ""))
+        href = attribute(html, tag, "href")
+        if href is not None:
+            links.append(_Link(tag, href, opt_out))
 
     if track_clicks and links:
         structure = _lxml_links(html)
         if structure is None or not _same_links(html, links, structure):
             logger.warning("tracking: links could not be mapped; click tracking skipped")
         else:
-            for position, (link, (_, text)) in enumerate(zip(links, structure, strict=True)):
+            click_url_of = click_urls(send.public_id)
+            for position, (link, (_, marked)) in enumerate(zip(links, structure, strict=True)):
                 if link.opt_out is not None or link.href.value_start == -1:
                     continue
                 raw = html[link.href.value_start : link.href.value_end]
                 url = link_target(raw)
-                if not is_trackable_scheme(url) or is_unsubscribe_link(url, text):
+                if not is_trackable_scheme(url) or marked or is_unsubscribe_link(url, ""):
                     continue
                 edits.append(
                     (
                         link.href.value_start,
                         link.href.value_end,
-                        click_url(send.public_id, position, url),
+                        click_url_of(position, url),
                     )
                 )
 

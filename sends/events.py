@@ -1,8 +1,11 @@
 """The event log (SPEC.md section 7): recording an event, and the one envelope every reader shows.
 
-`record()` is the only way an event is written: it inserts the row, keeps the metrics'
-counters (EventCounter) and the send's first-open/first-click marks, and drops a provider's
-event that was recorded before (same provider message id, type and provider event id).
+`record()` writes an event: it inserts the row, keeps the metrics' counters (EventCounter) and
+the send's first-open/first-click marks, and drops a provider's event that was recorded before
+(same provider message id, type and provider event id). The send path's own outcomes (sent,
+failed, dropped) are rows built by `build()` too, and counted by `plain_counter()`, but written
+on PostgreSQL in one statement with the send's other rows (sends/sql.py); `announce()` tells
+the listeners of either.
 `envelope()` is the only way an event is shown: the timeline, the events API, the stream, the
 dashboard, the admin and outbound webhooks all call it.
 """
@@ -18,6 +21,7 @@ from django.utils import timezone
 
 from contacts import services as contacts_services
 from contacts.models import Suppression
+from fluxomail.ids import new_id
 from fluxomail.times import iso, parse_moment  # noqa: F401 (part of this module's API)
 from sends.models import Event, EventCounter, Message, Send
 from sends.signals import event_recorded
@@ -149,7 +153,7 @@ def metrics(organization, since: datetime | None) -> dict:
     }
 
 
-def record(
+def build(
     *,
     send: Send,
     type: str,
@@ -158,8 +162,8 @@ def record(
     occurred_at: datetime | None = None,
     recipient: str | None = None,
     dedupe: str | None = None,
-) -> Event | None:
-    """Writes one event of `send` and counts it; None when `dedupe` was recorded before.
+) -> Event:
+    """The unsaved row of one event of `send` (record() writes it, with its counters).
 
     `recipient` is the address the event is about (a provider's per-recipient event); the
     send's `to` otherwise. `data` holds the type's members of the envelope (SPEC section 7).
@@ -168,7 +172,8 @@ def record(
     if recipient:
         data["to"] = address_of(recipient)
     smtp_code = data.get("smtpCode")
-    event = Event(
+    return Event(
+        public_id=new_id("evt"),
         organization_id=send.organization_id,
         send=send,
         message=message,
@@ -179,6 +184,29 @@ def record(
         mta_host=str(data.get("mtaHost") or "")[:255],
         data=data,
         dedupe_key=dedupe,
+    )
+
+
+def record(
+    *,
+    send: Send,
+    type: str,
+    message: Message | None = None,
+    data: dict | None = None,
+    occurred_at: datetime | None = None,
+    recipient: str | None = None,
+    dedupe: str | None = None,
+) -> Event | None:
+    """Writes one event of `send` (see build()) and counts it; None when `dedupe` was
+    recorded before."""
+    event = build(
+        send=send,
+        type=type,
+        message=message,
+        data=data,
+        occurred_at=occurred_at,
+        recipient=recipient,
+        dedupe=dedupe,
     )
     # Atomic with the caller's transaction when there is one (no savepoint on the send path).
     with transaction.atomic(savepoint=False):
@@ -194,10 +222,23 @@ def record(
                 return None
         _bump(send.organization_id, event.occurred_at, _counter_names(event, send))
         _suppress(event, send)
-        # Listeners (outbound webhooks) hear of it once it is committed; a failing listener
-        # is logged by Django and never breaks the caller.
-        transaction.on_commit(partial(event_recorded.send, sender=Event, event=event), robust=True)
+        announce(event)
     return event
+
+
+def plain_counter(event: Event) -> str:
+    """The one counter of an event whose recording does nothing else (no first-open or
+    first-click mark, no suppression, no dedupe key): the send path's `sent`, `failed` and
+    `dropped`, which sends/sql.py writes with the send's other rows in one statement."""
+    if event.type not in (Type.SENT, Type.FAILED, Type.DROPPED) or event.dedupe_key:
+        raise ValueError(f"{event.type} is not recorded in one statement")
+    return _COUNTER[event.type]
+
+
+def announce(event: Event) -> None:
+    """Listeners (outbound webhooks) hear of a stored event once it is committed; a failing
+    listener is logged by Django and never breaks the caller."""
+    transaction.on_commit(partial(event_recorded.send, sender=Event, event=event), robust=True)
 
 
 def _suppress(event: Event, send: Send) -> None:

@@ -19,6 +19,7 @@ from accounts.models import ApiKey, Organization
 from contacts import mail as contacts_mail
 from contacts import services as contacts_services
 from fluxomail.api import ApiError, DeliveryOutcomeUnknown, InternalError
+from fluxomail.ids import new_id
 from sends import delivery, events, idempotency, queue, sql
 from sends.mime import Email
 from sends.models import Event, IdempotencyRecord, Message, Policy, Send
@@ -88,8 +89,26 @@ def _build_message(
 def _create_send(
     *, organization, key, endpoint, data, request_id, idempotency_key, suppressed=()
 ) -> Send:
+    send = new_send(
+        organization=organization,
+        key=key,
+        endpoint=endpoint,
+        data=data,
+        request_id=request_id,
+        idempotency_key=idempotency_key,
+        suppressed=suppressed,
+    )
+    send.save(force_insert=True)
+    return send
+
+
+def new_send(
+    *, organization, key, endpoint, data, request_id, idempotency_key, suppressed=()
+) -> Send:
+    """The unsaved Send of a request (status pending), its public id already given."""
     now = timezone.now()
     send = Send(
+        public_id=new_id("sends"),
         organization=organization,
         api_key=key,
         endpoint=endpoint,
@@ -106,7 +125,6 @@ def _create_send(
         created_at=now,
         updated_at=now,
     )
-    send.save(force_insert=True)
     return send
 
 

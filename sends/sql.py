@@ -6,11 +6,15 @@
   statement (replaces BEGIN, the INSERT of the attempt, its provider ids, the INSERT of the
   event, the event counter's upsert, the UPDATE of the send's status, the UPDATE of the
   idempotency record's answer, and COMMIT).
+- `enqueue()`: queue mode's accept, the send, its job and the key's answer in one statement
+  (replaces BEGIN, the INSERT of the send, the UPDATE of its status, the INSERT of the job,
+  the UPDATE of the idempotency record's answer, and COMMIT).
 
 A statement is atomic in autocommit: every row of `settle()` is written, or none, as the ORM's
 transaction did, with one commit. These statements need data-modifying statements in WITH,
 which SQLite lacks; `enabled()` says when to use them, and the callers (sends/idempotency.py,
-sends/services.py) keep the ORM statements for the other databases. The same tests cover both.
+sends/services.py, sends/queue.py) keep the ORM statements for the other databases. The same
+tests cover both.
 
 The rows come from the models (`Model._meta`, each field's own conversion to and from the
 database), so a field added to a model is written and read here as the ORM would.
@@ -23,7 +27,15 @@ from django.db.models import Field, Model
 from django.utils import timezone
 
 from sends import events
-from sends.models import Event, EventCounter, IdempotencyRecord, Message, ProviderMessageId, Send
+from sends.models import (
+    Event,
+    EventCounter,
+    IdempotencyRecord,
+    Message,
+    ProviderMessageId,
+    QueuedSend,
+    Send,
+)
 
 State = IdempotencyRecord.State
 
@@ -266,3 +278,79 @@ def settle(
             None,
         )
     return bool(answered)
+
+
+# --- queue mode's accept --------------------------------------------------------------------
+
+
+@cache
+def _enqueue_sql(with_record: bool) -> str:
+    # Replaces, in sends.queue.accept(): BEGIN, INSERT INTO sends_send, UPDATE its status to
+    # queued (send.mark), INSERT INTO sends_queuedsend, UPDATE sends_idempotencyrecord with the
+    # answer under the lease (idempotency.complete) and COMMIT, or the ROLLBACK of all of it
+    # when the lease was lost. Here the lease is read first, locked (FOR UPDATE re-checks it
+    # against a concurrent takeover's row), and nothing is inserted without it.
+    send_fields = _fields(Send)
+    job_fields = [f for f in _fields(QueuedSend) if f.attname != "send_id"]
+    parts = []
+    if with_record:
+        parts.append(
+            f"lease AS (SELECT {_quote('id')} FROM {_table(IdempotencyRecord)}"
+            f" WHERE {_quote('id')} = %s AND {_quote('state')} = %s"
+            f" AND {_quote('locked_at')} IS NOT DISTINCT FROM %s FOR UPDATE)"
+        )
+    parts.append(
+        f"send AS (INSERT INTO {_table(Send)} ({_columns(send_fields)})"
+        f" SELECT {', '.join(['%s'] * len(send_fields))}"
+        + (" WHERE EXISTS (SELECT 1 FROM lease)" if with_record else "")
+        + f" RETURNING {_quote('id')})"
+    )
+    parts.append(
+        f"job AS (INSERT INTO {_table(QueuedSend)}"
+        f" ({_quote('send_id')}, {_columns(job_fields)})"
+        f" SELECT send.{_quote('id')}, {', '.join(['%s'] * len(job_fields))} FROM send"
+        f" RETURNING {_quote('id')})"
+    )
+    if with_record:
+        parts.append(
+            f"answer AS (UPDATE {_table(IdempotencyRecord)} SET {_quote('state')} = %s,"
+            f" {_quote('send_id')} = (SELECT {_quote('id')} FROM send),"
+            f" {_quote('response_status')} = 200, {_quote('response_body')} = %s,"
+            f" {_quote('locked_at')} = NULL"
+            f" WHERE {_quote('id')} IN (SELECT {_quote('id')} FROM lease))"
+        )
+    return (
+        "WITH "
+        + ", ".join(parts)
+        + f" SELECT (SELECT {_quote('id')} FROM send), (SELECT {_quote('id')} FROM job)"
+    )
+
+
+def enqueue(*, send: Send, job: QueuedSend, record: IdempotencyRecord | None, body: dict) -> bool:
+    """Inserts the unsaved `send` (status queued) and its unsaved `job`, and stores `body` as
+    the record's answer, in one statement; False, and nothing written, when the record's lease
+    was lost. The instances come back saved."""
+    params: list = []
+    if record is not None:
+        params += [
+            record.pk,
+            State.IN_PROGRESS,
+            connection.ops.adapt_datetimefield_value(record.locked_at),
+        ]
+    params += _values(send, _fields(Send))
+    params += _values(job, [f for f in _fields(QueuedSend) if f.attname != "send_id"])
+    if record is not None:
+        body_field = IdempotencyRecord._meta.get_field("response_body")
+        params += [State.COMPLETED, body_field.get_db_prep_save(body, connection)]
+    with connection.cursor() as cursor:
+        cursor.execute(_enqueue_sql(record is not None), params)
+        send_id, job_id = cursor.fetchone()
+    if send_id is None:
+        return False
+    _saved(send, send_id)
+    job.send = send
+    _saved(job, job_id)
+    if record is not None:
+        record.state, record.send = State.COMPLETED, send
+        record.response_status, record.response_body, record.locked_at = 200, body, None
+    return True

@@ -27,6 +27,9 @@ BUDGET = {
         "fresh_with_key": 4,
         "fresh_without_key": 3,
         "suppressed_with_key": 4,
+        # Queue mode: the claim, the suppression check, and the send, its job and the key's
+        # answer in one statement.
+        "queued_with_key": 3,
         "replay": 1,
     },
     # The ORM's statements (SQLite has no INSERT/UPDATE inside WITH): idempotency lookup +
@@ -37,6 +40,8 @@ BUDGET = {
         "fresh_without_key": 8,
         # Without the message row (nothing delivered).
         "suppressed_with_key": 10,
+        # Lookup, claim, suppression check, BEGIN, send, its status, job, record, COMMIT.
+        "queued_with_key": 9,
         "replay": 1,
     },
 }
@@ -119,3 +124,11 @@ class TestQueryBudget:
         with django_assert_num_queries(budget("suppressed_with_key")):
             response = send(api, warm_key, seed_body, HTTP_IDEMPOTENCY_KEY="budget-3")
         assert response.json()["status"] == "suppressed"
+
+    def test_queued_send_with_an_idempotency_key(
+        self, api, warm_key, seed_body, budget, settings, django_assert_num_queries
+    ):
+        settings.DELIVERY_MODE = "queue"
+        with django_assert_num_queries(budget("queued_with_key")):
+            response = send(api, warm_key, seed_body, HTTP_IDEMPOTENCY_KEY="budget-4")
+        assert response.json()["status"] == "queued"

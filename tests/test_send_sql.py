@@ -12,6 +12,7 @@ from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from contacts.services import suppress
+from fluxomail.api import IdempotencyInProgress
 from sends import idempotency, services
 from sends.models import (
     Event,
@@ -20,6 +21,7 @@ from sends.models import (
     Message,
     Policy,
     ProviderMessageId,
+    QueuedSend,
     Send,
 )
 from sends.signals import event_recorded
@@ -196,6 +198,70 @@ class TestOutcome:
         assert Event.objects.get().type == "email.sent"
         assert len(mail.outbox) == 1
         assert "was taken over; answer not stored" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+class TestQueueAccept:
+    def test_a_queued_send_stores_the_send_its_job_and_the_answer(
+        self, api, send_key, seed_body, settings
+    ):
+        settings.DELIVERY_MODE = "queue"
+
+        response = send(api, send_key, seed_body, HTTP_IDEMPOTENCY_KEY="order-1")
+
+        queued = Send.objects.get()
+        assert response.json() == {
+            "sendId": queued.public_id,
+            "status": "queued",
+            "messageId": None,
+            "reused": False,
+        }
+        assert (queued.status, queued.idempotency_key, queued.to) == (
+            "queued",
+            "order-1",
+            seed_body["to"],
+        )
+        job = QueuedSend.objects.get()
+        assert (job.send_id, job.attempts, job.locked_until) == (queued.pk, 0, None)
+        assert job.payload["subject"] == seed_body["subject"]
+        assert job.deadline == job.next_attempt_at + timedelta(hours=settings.DELIVERY_RETRY_HOURS)
+        record = IdempotencyRecord.objects.get()
+        assert (record.state, record.send_id, record.response_status, record.locked_at) == (
+            "completed",
+            queued.pk,
+            200,
+            None,
+        )
+        assert record.response_body == response.json()
+        assert not Event.objects.exists() and len(mail.outbox) == 0
+
+    def test_an_accept_whose_claim_was_taken_over_stores_nothing(
+        self, acme, send_key, seed_body, settings
+    ):
+        settings.DELIVERY_MODE = "queue"
+        settings.IDEMPOTENCY_LOCK_TIMEOUT_SECONDS = 60
+        request = idempotency.from_request({"Idempotency-Key": "order-1"}, seed_body, "send")
+        policy = Policy.objects.get(organization=acme, key="transactional")
+        with time_machine.travel(timezone.now(), tick=False) as traveller:
+            stale = idempotency.claim(acme, request)
+            traveller.shift(timedelta(seconds=61))
+            owner = idempotency.claim(acme, request)
+
+            with pytest.raises(IdempotencyInProgress):
+                services.send_email(
+                    org=acme,
+                    key=send_key.key,
+                    endpoint="send",
+                    data={**seed_body, "policyKey": "transactional"},
+                    request_id="req_stale",
+                    policy=policy,
+                    claim=stale,
+                )
+
+        assert not Send.objects.exists()
+        assert not QueuedSend.objects.exists()
+        record = IdempotencyRecord.objects.get()
+        assert (record.state, record.locked_at) == ("in_progress", owner.record.locked_at)
 
 
 @pytest.mark.postgres

@@ -1,11 +1,13 @@
 """The event log (SPEC.md section 7): recording an event, and the one envelope every reader shows.
 
-`record()` writes one event (the send path's own), `record_many()` a batch of them (a
-provider's webhook): both insert the rows, keep the metrics' counters (EventCounter), suppress
-the address of a hard bounce or complaint, and drop a provider's event that was recorded before
-(same provider message id, type and provider event id); `record()` also keeps the send's
-first-open/first-click marks. Every new event is announced once, after commit
-(`signals.event_recorded`).
+`record()` writes one event, `record_many()` a batch of them (a provider's webhook): both
+insert the rows, keep the metrics' counters (EventCounter), suppress the address of a hard
+bounce or complaint, and drop a provider's event that was recorded before (same provider
+message id, type and provider event id); `record()` also keeps the send's first-open and
+first-click marks. The send path's own outcomes (sent, failed, dropped) are rows built by
+`build()` too, and counted by `plain_counter()`, but written on PostgreSQL in one statement with
+the send's other rows (sends/sql.py). `announce()` tells the listeners of every new event, once,
+after commit (`signals.event_recorded`).
 `envelope()` is the only way an event is shown: the timeline, the events API, the stream, the
 dashboard, the admin and outbound webhooks all call it.
 """
@@ -230,10 +232,23 @@ def record(
                 return None
         _bump(send.organization_id, event.occurred_at, _counter_names(event, send))
         _suppress([event])
-        # Listeners (outbound webhooks) hear of it once it is committed; a failing listener
-        # is logged by Django and never breaks the caller.
-        transaction.on_commit(partial(event_recorded.send, sender=Event, event=event), robust=True)
+        announce(event)
     return event
+
+
+def plain_counter(event: Event) -> str:
+    """The one counter of an event whose recording does nothing else (no first-open or
+    first-click mark, no suppression, no dedupe key): the send path's `sent`, `failed` and
+    `dropped`, which sends/sql.py writes with the send's other rows in one statement."""
+    if event.type not in (Type.SENT, Type.FAILED, Type.DROPPED) or event.dedupe_key:
+        raise ValueError(f"{event.type} is not recorded in one statement")
+    return _COUNTER[event.type]
+
+
+def announce(event: Event) -> None:
+    """Listeners (outbound webhooks) hear of a stored event once it is committed; a failing
+    listener is logged by Django and never breaks the caller."""
+    transaction.on_commit(partial(event_recorded.send, sender=Event, event=event), robust=True)
 
 
 # Rows of one INSERT, and ids of one read back, in record_many: a bounded statement size. On
@@ -288,9 +303,7 @@ def record_many(events: Sequence[Event]) -> list[Event]:
         )
         _suppress(new)
         for event in new:
-            transaction.on_commit(
-                partial(event_recorded.send, sender=Event, event=event), robust=True
-            )
+            announce(event)
     return new
 
 

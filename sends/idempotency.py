@@ -1,10 +1,12 @@
 """Idempotency keys for the send API (SPEC.md section 3, "Idempotency").
 
 1. `claim()` right after the body is parsed, before the rate limit (SPEC's order of checks: a
-   replay, 422 or 409 never counts against the cap, and neither does losing a race): one
-   SELECT (joined to the Send) answers a replay, a 422 or a 409 by itself; otherwise an INSERT
-   under the unique constraint (organization, key) takes the key, and the loser of a race gets
-   an IntegrityError, re-reads and answers 409 (or replays). Abandoned claims, failed records
+   replay, 422 or 409 never counts against the cap, and neither does losing a race): an INSERT
+   under the unique constraint (organization, key) takes the key; when the key has a record,
+   that record answers a replay, a 422 or a 409 by itself. On PostgreSQL both are one
+   statement (sends/sql.py: INSERT ... ON CONFLICT DO NOTHING, and the record that holds the
+   key); elsewhere a SELECT comes first and the loser of a race gets an IntegrityError. Either
+   way the loser re-reads and answers 409 (or replays). Abandoned claims, failed records
    and expired records are taken over by a conditional UPDATE that only one request can win.
 2. `release()` when the request ends before the send (429, 400, 503): the record goes back to
    what the claim found, so such answers never use up a key.
@@ -35,6 +37,7 @@ from fluxomail.api import (
     ValidationFailed,
 )
 from fluxomail.ids import first_id_at
+from sends import sql
 from sends.models import IdempotencyRecord, Send
 
 MAX_KEY_LENGTH = 255
@@ -171,23 +174,33 @@ def claim(organization: Organization, request: IdempotencyRequest) -> Claim | Re
     created one) or a Replay; raises 409/422 (or replays a 500) when another request holds or
     used the key.
     """
-    record = lookup(organization, request)
+    now = timezone.now()
+    fresh = IdempotencyRecord(
+        organization=organization,
+        key=request.key,
+        endpoint=request.endpoint,
+        fingerprint=request.fingerprint,
+        state=State.IN_PROGRESS,
+        locked_at=now,
+        created_at=now,
+        expires_at=_expires_at(now),
+    )
+    if sql.enabled():
+        # PostgreSQL: the claim and, when the key is taken, its record in one statement.
+        claimed, record = sql.claim(fresh)
+        if claimed:
+            return Claim(fresh)
+        if record is None:
+            return _answer_loser(organization, request)
+    else:
+        record = lookup(organization, request)
     if record is not None:
         answer = answer_existing(record, request)
         if answer is not None:
             return answer
-    now = timezone.now()
+        now = timezone.now()
     if record is None:
-        record = IdempotencyRecord(
-            organization=organization,
-            key=request.key,
-            endpoint=request.endpoint,
-            fingerprint=request.fingerprint,
-            state=State.IN_PROGRESS,
-            locked_at=now,
-            created_at=now,
-            expires_at=_expires_at(now),
-        )
+        record = fresh
         try:
             if connection.in_atomic_block:
                 # Inside a caller's transaction a failed INSERT must roll back to a savepoint;
@@ -295,7 +308,7 @@ def complete(record: IdempotencyRecord, send: Send, body: dict, status: int = 20
         state=State.COMPLETED, send=send, response_status=status, response_body=body, locked_at=None
     )
     if not updated:
-        logger.warning("idempotency claim %s was taken over; answer not stored", record.pk)
+        lease_lost(record, "answer")
     return bool(updated)
 
 
@@ -305,8 +318,12 @@ def fail(record: IdempotencyRecord, send: Send | None) -> bool:
         state=State.FAILED, send=send, response_status=500, locked_at=None
     )
     if not updated:
-        logger.warning("idempotency claim %s was taken over; failure not stored", record.pk)
+        lease_lost(record, "failure")
     return bool(updated)
+
+
+def lease_lost(record: IdempotencyRecord, what: str) -> None:
+    logger.warning("idempotency claim %s was taken over; %s not stored", record.pk, what)
 
 
 def purge_expired(now=None) -> int:

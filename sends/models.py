@@ -104,8 +104,13 @@ class Send(models.Model):
         SEND = "send", "send"
         SEND_GLOBAL = "send-global", "send-global"
 
-    public_id = models.CharField(max_length=40, unique=True, editable=False)
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="sends")
+    # Unique by send_public_id (Meta): a field's unique=True would add a LIKE index on
+    # PostgreSQL that no query uses.
+    public_id = models.CharField(max_length=40, editable=False)
+    # Covered by send_org_public_id and send_org_to: no index of its own.
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="sends", db_index=False
+    )
     api_key = models.ForeignKey(
         ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="sends"
     )
@@ -132,6 +137,10 @@ class Send(models.Model):
     objects = SendQuerySet.as_manager()
 
     class Meta:
+        constraints = [
+            # Lookups by public id (the API, the timeline, tracking, the admin's exact search).
+            models.UniqueConstraint(fields=["public_id"], name="send_public_id"),
+        ]
         indexes = [
             # Send lists (API, dashboard) walk one organization's sends newest first by id.
             models.Index(fields=["organization", "-public_id"], name="send_org_public_id"),
@@ -304,7 +313,8 @@ class Event(models.Model):
         FAILED = "email.failed", "failed"
         DROPPED = "email.dropped", "dropped"
 
-    public_id = models.CharField(max_length=40, unique=True, editable=False)
+    # Unique by event_public_id (Meta): no LIKE index, which no query uses.
+    public_id = models.CharField(max_length=40, editable=False)
     # Covered by the (organization, …) indexes below: no index of its own.
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="+", db_index=False
@@ -327,13 +337,19 @@ class Event(models.Model):
     mta_host = models.CharField(max_length=255, blank=True)
     data = models.JSONField(default=dict, blank=True)
     # A provider's event recorded once: a digest of (provider message id, type, provider event
-    # id); null for the service's own events.
-    dedupe_key = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    # id); null for the service's own events. Unique by event_dedupe_key (Meta).
+    dedupe_key = models.CharField(max_length=64, null=True, blank=True)
 
     objects = EventQuerySet.as_manager()
 
     class Meta:
         ordering = ["occurred_at", "id"]
+        constraints = [
+            # Lookups by public id (the timeline, the events API's cursor, the admin).
+            models.UniqueConstraint(fields=["public_id"], name="event_public_id"),
+            # A provider's event recorded once (the INSERT that fails on a repeat).
+            models.UniqueConstraint(fields=["dedupe_key"], name="event_dedupe_key"),
+        ]
         indexes = [
             # A send's timeline in time order (and its cursor by time).
             models.Index(fields=["send", "occurred_at"], name="event_send_time"),
@@ -414,8 +430,9 @@ class IdempotencyRecord(models.Model):
         COMPLETED = "completed", "Completed"
         FAILED = "failed", "Failed"
 
+    # Covered by idem_org_key: no index of its own.
     organization = models.ForeignKey(
-        Organization, on_delete=models.CASCADE, related_name="idempotency_records"
+        Organization, on_delete=models.CASCADE, related_name="idempotency_records", db_index=False
     )
     key = models.CharField(max_length=255)
     endpoint = models.CharField(max_length=20)

@@ -3,8 +3,9 @@ and its job and answers `{"status": "queued", "messageId": null}`; a worker rend
 delivers it.
 
 - `accept()` writes the send (status queued), its QueuedSend job and the idempotency record's
-  answer in one transaction, and publishes the job after commit (a failed publish is picked up
-  by `sweep()`).
+  answer in one transaction (on PostgreSQL one statement, sends/sql.py: nothing is written
+  when the key's lease was lost), and publishes the job after commit (a failed publish is
+  picked up by `sweep()`).
 - `deliver()` claims the job with a conditional UPDATE (due, unclaimed or its claim run out
   after DELIVERY_CLAIM_SECONDS), so a message delivered twice by the broker acts once and a
   killed worker's job is taken up again. Delivery happens outside any transaction.
@@ -35,7 +36,7 @@ from django.utils import timezone
 from fluxomail import jobs
 from fluxomail.api import IdempotencyInProgress
 from fluxomail.middleware import set_request_id
-from sends import delivery, events, idempotency, services
+from sends import delivery, events, idempotency, services, sql
 from sends.models import Event, IdempotencyRecord, Policy, QueuedSend, Send
 
 logger = logging.getLogger("fluxomail.sends")
@@ -98,6 +99,23 @@ def accept(
 ) -> services.SendResult:
     """Stores the send (or re-queues a failed one) and its job; the 200 body says queued."""
     now = timezone.now()
+    if send is None and sql.enabled():
+        # PostgreSQL: the send, its job and the key's answer in one statement (sends/sql.py).
+        send = services.new_send(
+            organization=org,
+            key=key,
+            endpoint=endpoint,
+            data=data,
+            request_id=request_id,
+            idempotency_key=idempotency_key,
+        )
+        send.status = Send.Status.QUEUED
+        job = _job(send, data, now)
+        body = answer(send)
+        if not sql.enqueue(send=send, job=job, record=record, body=body):
+            raise IdempotencyInProgress()  # our claim was taken over: nothing was stored
+        jobs.enqueue(_tasks().deliver_queued, job.pk)
+        return services.SendResult(body)
     with transaction.atomic():
         if send is None:
             send = services._create_send(
@@ -109,13 +127,8 @@ def accept(
                 idempotency_key=idempotency_key,
             )
         send.mark(Send.Status.QUEUED)
-        job = QueuedSend.objects.create(
-            send=send,
-            payload=_payload(data),
-            next_attempt_at=now,
-            deadline=now + timedelta(hours=settings.DELIVERY_RETRY_HOURS),
-            created_at=now,
-        )
+        job = _job(send, data, now)
+        job.save(force_insert=True)
         body = answer(send)
         if record is not None and not idempotency.complete(record, send, body):
             # Our claim was taken over: the new owner answers for the key; store nothing.
@@ -123,6 +136,16 @@ def accept(
             raise IdempotencyInProgress()
         jobs.enqueue(_tasks().deliver_queued, job.pk)
     return services.SendResult(body)
+
+
+def _job(send: Send, data: dict, now) -> QueuedSend:
+    return QueuedSend(
+        send=send,
+        payload=_payload(data),
+        next_attempt_at=now,
+        deadline=now + timedelta(hours=settings.DELIVERY_RETRY_HOURS),
+        created_at=now,
+    )
 
 
 def backoff(attempts: int) -> timedelta:

@@ -19,7 +19,8 @@ from accounts.models import ApiKey, Organization
 from contacts import mail as contacts_mail
 from contacts import services as contacts_services
 from fluxomail.api import ApiError, DeliveryOutcomeUnknown, InternalError
-from sends import delivery, events, idempotency, queue
+from fluxomail.ids import new_id
+from sends import delivery, events, idempotency, queue, sql
 from sends.mime import Email
 from sends.models import Event, IdempotencyRecord, Message, Policy, Send
 from sends.rendering import render_html
@@ -88,8 +89,26 @@ def _build_message(
 def _create_send(
     *, organization, key, endpoint, data, request_id, idempotency_key, suppressed=()
 ) -> Send:
+    send = new_send(
+        organization=organization,
+        key=key,
+        endpoint=endpoint,
+        data=data,
+        request_id=request_id,
+        idempotency_key=idempotency_key,
+        suppressed=suppressed,
+    )
+    send.save(force_insert=True)
+    return send
+
+
+def new_send(
+    *, organization, key, endpoint, data, request_id, idempotency_key, suppressed=()
+) -> Send:
+    """The unsaved Send of a request (status pending), its public id already given."""
     now = timezone.now()
     send = Send(
+        public_id=new_id("sends"),
         organization=organization,
         api_key=key,
         endpoint=endpoint,
@@ -106,7 +125,6 @@ def _create_send(
         created_at=now,
         updated_at=now,
     )
-    send.save(force_insert=True)
     return send
 
 
@@ -266,16 +284,10 @@ def send_email(
         "messageId": result.message_id,
         "reused": False,
     }
-    # The provider has answered: its bookkeeping is one commit instead of four (each autocommit
-    # statement waits for its own WAL flush), and no lock is held while the provider is called.
+    # The provider has answered: its bookkeeping is one commit, and no lock is held while the
+    # provider is called.
     try:
-        with transaction.atomic():
-            attempt.save(force_insert=True)
-            attempt.save_provider_ids()
-            events.record(send=send, message=attempt, type=Event.Type.SENT)
-            send.mark(Send.Status.SENT)
-            if record is not None:
-                idempotency.complete(record, send, body)
+        _settle(send, Send.Status.SENT, Event.Type.SENT, record, body, attempt=attempt)
     except Exception as exc:
         # Delivered, but the database went away (a dropped connection): nothing could be
         # recorded, so say what the client must know, with the Send it can look up.
@@ -295,13 +307,45 @@ def _drop(send: Send, record: IdempotencyRecord | None, reason: str) -> SendResu
         "messageId": None,
         "reused": False,
     }
+    _settle(
+        send,
+        Send.Status.SUPPRESSED,
+        Event.Type.DROPPED,
+        record,
+        body,
+        data={"reason": "suppressed", "suppressionReason": reason},
+    )
+    return SendResult(body)
+
+
+def _settle(
+    send: Send,
+    status: str,
+    event_type: str,
+    record: IdempotencyRecord | None,
+    body: dict,
+    *,
+    attempt: Message | None = None,
+    data: dict | None = None,
+) -> None:
+    """Records the outcome: the attempt (if any), its event, the send's status and the key's
+    answer (under its lease), all committed together, then tells the event's listeners.
+
+    On PostgreSQL one statement (sends/sql.py); elsewhere the same rows in one transaction
+    (each autocommit statement would wait for its own WAL flush)."""
+    if sql.enabled():
+        event = events.build(send=send, message=attempt, type=event_type, data=data)
+        if not sql.settle(
+            send=send, status=status, event=event, attempt=attempt, record=record, body=body
+        ):
+            idempotency.lease_lost(record, "answer")
+        events.announce(event)
+        return
     with transaction.atomic():
-        events.record(
-            send=send,
-            type=Event.Type.DROPPED,
-            data={"reason": "suppressed", "suppressionReason": reason},
-        )
-        send.mark(Send.Status.SUPPRESSED)
+        if attempt is not None:
+            attempt.save(force_insert=True)
+            attempt.save_provider_ids()
+        events.record(send=send, message=attempt, type=event_type, data=data)
+        send.mark(status)
         if record is not None:
             idempotency.complete(record, send, body)
-    return SendResult(body)

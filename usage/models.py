@@ -20,7 +20,10 @@ COUNTER_FIELDS = (
 class UsageCounter(models.Model):
     """Counters of one API key on one endpoint in one UTC hour; written by upsert only."""
 
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    # Covered by the bucket's unique index and the (organization, hour) index: none of its own.
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
     endpoint = models.CharField(max_length=20)
     hour = models.DateTimeField(help_text="Start of the UTC hour.")
@@ -56,7 +59,10 @@ class UsageCounter(models.Model):
 class UsageRejection(models.Model):
     """4xx answers by error code, in the same buckets as UsageCounter."""
 
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    # Covered by the bucket's unique index and the (organization, hour) index: none of its own.
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
     endpoint = models.CharField(max_length=20)
     hour = models.DateTimeField()

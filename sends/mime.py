@@ -10,9 +10,9 @@ between addresses, each at most 500 characters once normalised.
 """
 
 from email import policy
-from email._policybase import Compat32
 from email.header import Header
 from email.message import EmailMessage
+from email.policy import Compat32
 
 from django.core.mail import EmailMultiAlternatives
 

@@ -3,13 +3,16 @@
 One module so that every change to the HTML happens in one place and in one order.
 """
 
+import contextvars
 import functools
 import logging
 
 import css_inline
 import cssutils
+import premailer.premailer
 from django.conf import settings
 from premailer import Premailer
+from premailer.merge_style import merge_styles
 
 from sends import tracking
 from sends.inline_cost import TooCostly, inline_work
@@ -58,8 +61,10 @@ _OPTIONS = {
     "allow_loading_external_files": False,
     "disable_validation": True,
     "keep_style_tags": False,
-    "cssutils_logging_level": "CRITICAL",
 }
+# Once here rather than per mail (premailer's cssutils_logging_level): setting a logger's level
+# empties the cache of every logger of the process.
+cssutils.log.setLevel(logging.CRITICAL)
 # Reads a stylesheet or a style with _OPTIONS, for the caches below.
 _READER = _Premailer(**_OPTIONS)
 
@@ -86,8 +91,35 @@ def _basic_attributes(style_content: str) -> tuple[tuple[str, str], ...]:
     return tuple(element.attrib.items())
 
 
+# Within one mail, the style premailer merged for an element, by what it merged it from.
+_merged: contextvars.ContextVar[dict | None] = contextvars.ContextVar("merged", default=None)
+
+
+def _merge_styles(inline_style, new_styles, classes, remove_unset_properties=False):
+    """premailer's merge_styles, once per distinct input within one mail: the elements of a
+    template share a few styles (a hundred paragraphs of one class), and merging was half of
+    premailer's Python work. Outside _premailer() it is premailer's own function."""
+    memo = _merged.get()
+    if memo is None:
+        return merge_styles(inline_style, new_styles, classes, remove_unset_properties)
+    key = (inline_style, tuple(map(tuple, new_styles)), tuple(classes), remove_unset_properties)
+    merged = memo.get(key)
+    if merged is None:
+        merged = memo[key] = merge_styles(
+            inline_style, new_styles, classes, remove_unset_properties
+        )
+    return merged
+
+
+premailer.premailer.merge_styles = _merge_styles
+
+
 def _premailer(html: str) -> str:
-    return _Premailer(html, **_OPTIONS).transform()
+    token = _merged.set({})  # kept for this mail only: nothing outlives it
+    try:
+        return _Premailer(html, **_OPTIONS).transform()
+    finally:
+        _merged.reset(token)
 
 
 # What css-inline cannot inline (pseudo-classes, @media) stays in the <style> block it came from,

@@ -197,16 +197,20 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # worker and host counts together; local memory otherwise (one process only).
 REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "flx"),
-            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
-        }
+    _REDIS = {
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "flx"),
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
     }
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", **_REDIS},
+        # django-ratelimit's counters, one Redis round trip per count (fluxomail.throttling).
+        "ratelimit": {"BACKEND": "fluxomail.throttling.RedisCounterCache", **_REDIS},
+    }
+    RATELIMIT_USE_CACHE = "ratelimit"
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    RATELIMIT_USE_CACHE = "default"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -321,7 +325,6 @@ IDEMPOTENCY_LOCK_TIMEOUT_SECONDS = env_int("IDEMPOTENCY_LOCK_TIMEOUT_SECONDS", 6
 # What rate limiting does when the cache (Redis) cannot be reached: let requests through
 # (fail open, the default: mail keeps flowing) or refuse them with 503 (fail closed).
 RATELIMIT_FAIL_OPEN = env_bool("RATELIMIT_FAIL_OPEN", True)
-RATELIMIT_USE_CACHE = "default"
 # Usage counters are added up in each worker and written by a background thread this often
 # (0: by every request itself; the development default, so that the dashboard is exact at once).
 # API keys (with their organization) and policies are cached per worker this long (at most 1 s,

@@ -4,11 +4,16 @@ send API's per-key caps (sends.ratelimit) and the login throttle (fluxomail.logi
 When the cache (Redis) cannot count, RATELIMIT_FAIL_OPEN decides: on (the default) the request
 goes through uncounted, off the caller refuses it. Either way a warning naming only the
 exception's type is logged: no key, address or username reaches a log line.
+
+With Redis, the counters live in a cache of their own (RATELIMIT_USE_CACHE = "ratelimit") whose
+backend, RedisCounterCache, counts in one round trip.
 """
 
 import logging
 
 from django.conf import settings
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from django_ratelimit.core import get_usage
 
 logger = logging.getLogger("fluxomail.ratelimit")
@@ -35,3 +40,69 @@ def usage(request, **options) -> dict | None:
         return None
     logger.warning("rate limit cache unavailable (%s)", cause)
     raise CacheUnavailable()
+
+
+# INCRBY, and an expiry for a counter that has none (the INCRBY created it), in one round trip.
+_COUNT = """
+local count = redis.call('INCRBY', KEYS[1], ARGV[1])
+if tonumber(ARGV[2]) > 0 and redis.call('TTL', KEYS[1]) == -1 then
+    redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return count
+"""
+_MAX_PENDING = 1000
+
+
+class _Client(RedisCacheClient):
+    """One redis.Redis per connection pool, kept: Django builds one per command, and building
+    one copies its table of about 170 response callbacks, which costs more CPU than the
+    command's round trip. A client is safe to share (each command checks a connection out)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._clients: dict[int, object] = {}
+
+    def get_client(self, key=None, *, write=False):
+        pool = self._get_connection_pool(write)
+        client = self._clients.get(id(pool))
+        if client is None:
+            client = self._clients[id(pool)] = self._client(connection_pool=pool)
+        return client
+
+
+class RedisCounterCache(RedisCache):
+    """Django's Redis cache for django-ratelimit's counters only: one round trip per count.
+
+    get_usage() calls add(key, 0 or 1, window) and then incr(key) to count, or get(key) to
+    look: on Django's RedisCache that is SET NX, EXISTS and INCRBY, three round trips. Here
+    add() writes nothing: it notes the window's expiry and answers "already there", so that
+    get_usage() goes on with incr(), one script (INCRBY, and EXPIRE when the key has no
+    expiry), or get(), one GET. The counts, keys and windows are django-ratelimit's own.
+    Not a general-purpose cache: add() never stores.
+    """
+
+    def __init__(self, server, params):
+        super().__init__(server, params)
+        self._class = _Client
+        self._expiry: dict[str, int] = {}  # key -> seconds, from add() until incr() or get()
+        self._script = None
+
+    def add(self, key, value, timeout=DEFAULT_TIMEOUT, version=None) -> bool:
+        if len(self._expiry) >= _MAX_PENDING:
+            self._expiry.clear()  # get_usage() always follows add() with incr() or get()
+        self._expiry[key] = self.get_backend_timeout(timeout) or 0
+        return False
+
+    def incr(self, key, delta=1, version=None) -> int:
+        expiry = self._expiry.pop(key, None)
+        if expiry is None:
+            expiry = self.get_backend_timeout() or 0
+        made = self.make_and_validate_key(key, version=version)
+        client = self._cache.get_client(made, write=True)
+        if self._script is None:
+            self._script = client.register_script(_COUNT)
+        return self._script(keys=[made], args=[delta, expiry], client=client)
+
+    def get(self, key, default=None, version=None):
+        self._expiry.pop(key, None)
+        return super().get(key, default, version)

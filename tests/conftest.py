@@ -230,18 +230,20 @@ def free_port() -> int:
 
 @pytest.fixture
 def unreachable_cache(settings, _test_settings):
-    """The default cache pointed at a closed port on 127.0.0.1 (Redis down); the settings are
-    restored before the autouse fixture's cache.clear()."""
-    original = settings.CACHES
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
-            "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
-        }
+    """The caches pointed at a closed port on 127.0.0.1 (Redis down), the rate-limit counters'
+    included; the settings are restored before the autouse fixture's cache.clear()."""
+    original, original_alias = settings.CACHES, settings.RATELIMIT_USE_CACHE
+    closed = {
+        "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+        "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
     }
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", **closed},
+        "ratelimit": {"BACKEND": "fluxomail.throttling.RedisCounterCache", **closed},
+    }
+    settings.RATELIMIT_USE_CACHE = "ratelimit"
     yield
-    settings.CACHES = original
+    settings.CACHES, settings.RATELIMIT_USE_CACHE = original, original_alias
 
 
 class SmtpSink:

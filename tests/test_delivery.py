@@ -10,6 +10,7 @@ from django.db import connection
 from rest_framework.exceptions import ValidationError
 
 from sends.delivery import PooledSMTPBackend
+from sends.mime import Email
 from sends.models import Event, IdempotencyRecord, Message, Send
 from sends.serializers import AddressField
 from tests.conftest import SmtpSink, free_port, use_smtp_server
@@ -483,3 +484,36 @@ def test_providers_have_short_names():
     assert provider_name(ConsoleBackend()) == "console"
     assert provider_name(LocmemBackend()) == "locmem"
     assert provider_name(PostmarkBackend(server_token="t")) == "postmark"
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["Hello", "Grüße — ça va ? ✓", "s" * 989, "tab\there", "two  spaces ", "=?utf-8?q?x?="],
+)
+def test_messages_are_written_byte_for_byte_as_with_djangos_policy(subject):
+    # sends.mime writes the usual header line directly; every byte must be as compat32 (the
+    # policy of Django's messages) writes it.
+    message = Email(
+        subject=subject,
+        body="Hallo Zoë ✓\n" + "line " * 300,
+        from_email='"Acme, Inc." <hello@acme.test>',
+        to=["Zoë Receiver <user@example.com>", "a" * 60 + "@example.com"],
+        cc=["cc@example.com"],
+        reply_to=["support@acme.test"],
+        headers={
+            "Message-ID": "<1.2.3@acme.test>",
+            "X-Campaign": "welcome; a=b, c",
+            "X-Long": "v" * 200,
+            "X-Spaces": "a    b",
+            "X-Eight-Bit": "é" * 10,
+        },
+    )
+    message.attach_alternative("<p>Grüße ✓</p>", "text/html")
+    message.attach("é" * 30 + ".pdf", PDF, "application/pdf")
+    mime = message.message()
+
+    fast = mime.as_bytes(linesep="\r\n")  # sets the boundaries, which the second run keeps
+    mime.policy = email_policy.compat32
+
+    assert fast == mime.as_bytes(linesep="\r\n")
+    assert b"\r\nX-Campaign: welcome; a=b, c\r\n" in fast

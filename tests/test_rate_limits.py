@@ -214,3 +214,49 @@ def test_cap_holds_across_two_workers_sharing_redis(make_key, alice, seed_body):
         assert response.headers["X-RateLimit-Remaining"] == "0"
         assert 1 <= int(response.headers["Retry-After"]) <= 60
         assert response.headers["RateLimit-Policy"] == '"per-minute";q=10;w=60'
+
+
+@pytest.fixture
+def redis_commands(monkeypatch):
+    """Every command this process sends to Redis, by name, as it goes out."""
+    from redis.connection import AbstractConnection
+
+    sent: list[str] = []
+    original = AbstractConnection.send_command
+
+    def send_command(self, *args, **kwargs):
+        sent.append(str(args[0]).upper())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(AbstractConnection, "send_command", send_command)
+    return sent
+
+
+@pytest.mark.redis
+@pytest.mark.django_db
+def test_each_count_and_each_look_is_one_redis_round_trip(api, capped, seed_body, redis_commands):
+    from django.core.cache import caches
+
+    assert django_settings.RATELIMIT_USE_CACHE == "ratelimit"
+    with time_machine.travel(window_start(capped.key.public_id), tick=False):
+        send(api, capped, seed_body, HTTP_IDEMPOTENCY_KEY="k")  # loads the script once
+        rounds = []
+        for idempotency_key in ("k", "k", "a", "b", "c"):  # 2 replays, 2 sends, 1 over the cap
+            redis_commands.clear()
+            response = send(api, capped, seed_body, HTTP_IDEMPOTENCY_KEY=idempotency_key)
+            rounds.append(
+                (response.status_code, response["X-RateLimit-Remaining"], redis_commands[:])
+            )
+
+    assert rounds == [
+        (200, "2", ["GET"]),
+        (200, "2", ["GET"]),
+        (200, "1", ["EVALSHA"]),
+        (200, "0", ["EVALSHA"]),
+        (429, "0", ["EVALSHA"]),
+    ]
+    client = caches["ratelimit"]._cache.get_client()
+    [counter] = client.keys("*rl:*")
+    assert int(client.get(counter)) == 4
+    # The window's counter goes away on its own: django-ratelimit's 60 s and 5 s to spare.
+    assert 0 < client.ttl(counter) <= 65

@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cssutils
+import premailer
 import premailer.cache
 import pytest
 from django.core import mail
@@ -56,6 +57,8 @@ def python_calls(function, *args, limit: int = sys.maxsize) -> int:
     work, unlike time. Past `limit` the run is stopped, so that unbounded work fails fast."""
     premailer.cache.cache.clear()
     rendering._stylesheet.cache_clear()
+    rendering._style_rules.cache_clear()
+    rendering._basic_attributes.cache_clear()
     calls = 0
 
     def count(frame, event, arg):
@@ -131,6 +134,29 @@ def test_an_ordinary_template_is_inlined(engine):
 
     assert 'class="f-fallback button button--green"' in inlined
     assert inlined.count("style=") > 60
+
+
+ATTRIBUTES = (
+    "<html><head><style>td{background-color:#abc;width:100px;text-align:center}"
+    "@media (max-width:600px){td{width:50px}} a:hover{color:red} p{color:blue !important}"
+    '</style></head><body><table><tr><td style="height:20px">x</td><td>y</td></tr></table>'
+    '<p style="color:green">p</p><a href="#">a</a></body></html>'
+)
+
+
+@pytest.mark.parametrize("html", [RECEIPT, ATTRIBUTES], ids=["receipt", "attributes"])
+def test_premailer_inlines_a_stylesheet_seen_before_as_premailer_itself_does(html):
+    # What rendering keeps between mails (the rules of a stylesheet, the attributes of a style)
+    # changes nothing in the result, the first time or the next.
+    class Plain(premailer.Premailer):
+        def _parse_css_string(self, css_body, validate=True):
+            return rendering._stylesheet(css_body, validate)
+
+    python_calls(lambda: None)  # cold caches
+    expected = Plain(html, **rendering._OPTIONS).transform()
+
+    assert [rendering._premailer(html) for _ in range(2)] == [expected, expected]
+    assert 'bgcolor="#aabbcc"' in rendering._premailer(ATTRIBUTES)
 
 
 # Bounded work (the issue's item 1) ---------------------------------------------------------

@@ -8,6 +8,7 @@ from django.core import mail
 
 from accounts.models import Scope
 from sends.models import IdempotencyRecord, Message, Send
+from sends.serializers import SendEmailSerializer
 from tests.problems import problem as expected_problem
 from usage.models import UsageCounter, UsageRejection
 
@@ -928,3 +929,17 @@ def test_an_address_longer_than_its_column_once_encoded_is_400_not_a_database_er
     assert list(response.json()["details"]) == ["to"]
     assert "once encoded" in response.json()["details"]["to"][0]
     assert Send.objects.count() == 0
+
+
+def test_each_body_is_checked_by_fields_of_its_own(acme):
+    # The declared fields are copied per serializer (shallowly, for speed), never shared: a
+    # field reads its serializer's context (the organization) through the serializer it is
+    # bound to.
+    first = SendEmailSerializer(data={}, context={"organization": acme})
+    second = SendEmailSerializer(data={}, context={"organization": None})
+
+    for name, field in first.fields.items():
+        assert field is not second.fields[name]
+        assert (field.parent, second.fields[name].parent) == (first, second)
+        assert field.context == {"organization": acme}
+    assert {field.parent for field in SendEmailSerializer._declared_fields.values()} == {None}

@@ -11,6 +11,7 @@ import pytest
 from django.utils import timezone
 from standardwebhooks import Webhook
 
+from fluxomail import jobs
 from sends import events
 from sends.models import Event, Send
 from tests.conftest import free_port
@@ -180,6 +181,32 @@ def test_redirects_are_not_followed(alice):
     assert log.status_code == 302
     assert target.requests == []
     assert Delivery.objects.get(pk=pk).status == "pending"  # a failed attempt: retried later
+
+
+def test_events_are_handed_to_the_fan_out_only_for_organizations_with_an_endpoint(
+    alice, charlie, monkeypatch, django_capture_on_commit_callbacks
+):
+    published = []
+    original = jobs.publish
+
+    def publish(task, *args):
+        published.append((task.name, args))
+        return original(task, *args)
+
+    monkeypatch.setattr(jobs, "publish", publish)
+
+    def committed_event(organization) -> Event:
+        with django_capture_on_commit_callbacks(execute=True):
+            return make_event(organization)
+
+    committed_event(alice.organization)  # no endpoint yet: no task
+    make_endpoint(charlie.organization, "https://hooks.example.com/c", enabled=False)
+    committed_event(charlie.organization)  # a disabled endpoint only: no task
+    # An endpoint saved in this process is known to the very next event.
+    make_endpoint(alice.organization, "https://hooks.example.com/a")
+    event = committed_event(alice.organization)
+
+    assert published == [("webhooks.fan_out", (event.pk,))]
 
 
 def test_fan_out_follows_the_type_filter_and_runs_once_per_endpoint(alice, charlie):

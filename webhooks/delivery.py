@@ -1,9 +1,10 @@
 """Fan-out, delivery attempts with retries, the sweeper and the purge (SPEC.md section 11).
 
 - An event reaches the webhooks through `sends.signals.event_recorded` once it is committed:
-  `on_event_recorded` publishes a fan-out task (no SQL on the send path). The task writes one
-  Delivery row per matching endpoint (a unique (event, endpoint) constraint makes it idempotent)
-  and publishes an attempt per row after commit.
+  `on_event_recorded` publishes a fan-out task when the organization has an enabled endpoint
+  (known per process, fluxomail.hotcache: no SQL on the send path in steady traffic). The task
+  writes one Delivery row per matching endpoint (a unique (event, endpoint) constraint makes it
+  idempotent) and publishes an attempt per row after commit.
 - Nothing is lost when that publish fails or the process dies first: the sweeper reads the
   event log from a cursor (FanoutCursor), WEBHOOK_FANOUT_LAG_SECONDS (a minute) behind, and
   fans out every event of an organization with endpoints that has no delivery yet; then it
@@ -26,7 +27,7 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
-from fluxomail import jobs
+from fluxomail import hotcache, jobs
 from fluxomail.ids import first_id_at, new_id
 from sends.events import envelope, iso
 from sends.models import Event
@@ -47,8 +48,24 @@ def _tasks():
     return tasks
 
 
+# Whether an organization has an enabled endpoint, per process for at most HOT_CACHE_SECONDS.
+_WITH_ENDPOINTS = hotcache.HotCache()
+
+
+def has_endpoints(organization_id: int) -> bool:
+    return _WITH_ENDPOINTS.get(
+        organization_id,
+        lambda: Endpoint.objects.filter(organization_id=organization_id, enabled=True).exists(),
+    )
+
+
 def on_event_recorded(sender, event: Event, **kwargs) -> None:
-    jobs.publish(_tasks().fan_out, event.pk)
+    # Most organizations have no endpoint: no task for their events (a publish costs more CPU
+    # than the rest of the send's bookkeeping). An endpoint created a moment ago on another
+    # host, not yet known here, gets the event from the sweeper (catch_up), as after a failed
+    # publish; a save in this process clears the cache (webhooks.apps).
+    if has_endpoints(event.organization_id):
+        jobs.publish(_tasks().fan_out, event.pk)
 
 
 def _body(payload: dict) -> str:

@@ -32,7 +32,7 @@ def fluxomail_event(raw_body: bytes, headers, secret: str, tolerance: int = 300)
     event_id = headers.get("webhook-id") or ""
     timestamp = headers.get("webhook-timestamp") or ""
     if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > tolerance:
-        raise ValueError("webhook-timestamp missing or more than 5 minutes off")
+        raise ValueError(f"webhook-timestamp missing or more than {tolerance} s from now")
     key = base64.b64decode(secret.removeprefix("whsec_"))
     signed = f"{event_id}.{timestamp}.".encode() + raw_body
     v1 = "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()

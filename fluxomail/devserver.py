@@ -29,6 +29,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from datetime import UTC, datetime
@@ -108,10 +109,14 @@ def main(argv: list[str]) -> int:
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     webhook_log = open(LOG_DIR / "webhooks.log", "a")  # noqa: SIM115 (closed in finally)
 
-    def report(line: str) -> None:
-        print(line, flush=True)
-        webhook_log.write(f"{datetime.now(UTC).isoformat(timespec='seconds')} {line}\n")
-        webhook_log.flush()
+    lock = threading.Lock()
+
+    def report(line: str) -> None:  # from the receiver's request threads
+        with lock:
+            print(line, flush=True)
+            if not webhook_log.closed:
+                webhook_log.write(f"{datetime.now(UTC).isoformat(timespec='seconds')} {line}\n")
+                webhook_log.flush()
 
     try:
         receiver = Receiver(args.webhook_port, report)
@@ -132,7 +137,8 @@ def main(argv: list[str]) -> int:
     finally:
         stop(children)
         receiver.stop()
-        webhook_log.close()
+        with lock:
+            webhook_log.close()
 
 
 def run(address: str, receiver: Receiver, awaiting: set[str], children: dict) -> int:

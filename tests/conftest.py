@@ -62,7 +62,7 @@ def _missing_part(name: str) -> str | None:
             return "needs the playwright package"
     elif name == "node":
         if shutil.which("node") is None:
-            return "needs Node.js 18+ (node) for the JavaScript examples"
+            return "needs Node.js (node) for the JavaScript examples"
     return None
 
 

@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# make run's local webhook receiver on 127.0.0.1 (0: a free port).
+WEBHOOK_PORT ?= 0
 
 .PHONY: run test lint format bench migrate clean
 
@@ -25,12 +27,16 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 migrate: $(VENV)/.installed-run
 	$(BIN)/python manage.py migrate --noinput
 
-# Links in the demo's mails (tracking) and the printed examples follow HOST and PORT. The web
-# server, a Celery worker and beat run together (fluxomail/devserver.py); Ctrl-C stops all three.
+# Links in the demo's mails (tracking) and the printed examples follow HOST and PORT. Migrations
+# run quietly (`make migrate` lists them). The launcher (fluxomail/devserver.py) starts a webhook
+# receiver on 127.0.0.1, runs bootstrap_demo (whose webhook endpoint points at the receiver:
+# private targets are allowed here, as they are by default outside production), then the web
+# server, a Celery worker and beat; Ctrl-C stops them all.
 run: export SITE_URL ?= http://$(HOST):$(PORT)
-run: migrate
-	$(BIN)/python manage.py bootstrap_demo
-	$(BIN)/python -m fluxomail.devserver $(HOST):$(PORT)
+run: export WEBHOOK_ALLOW_PRIVATE_TARGETS ?= true
+run: $(VENV)/.installed-run
+	$(BIN)/python manage.py migrate --noinput --verbosity 0
+	$(BIN)/python -m fluxomail.devserver $(HOST):$(PORT) --webhook-port $(WEBHOOK_PORT)
 
 test: $(VENV)/.installed-dev
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -558,6 +558,11 @@ LOGGING = {
     },
 }
 
+if CELERY_BROKER_URL == "filesystem://":
+    # kombu warns "No hostname was supplied" at each process's first publish to the file queue,
+    # which has no host by design (make run's terminal would show it at every start).
+    LOGGING["loggers"]["kombu.connection"] = {"level": "ERROR"}
+
 # Admin and dashboard messages live in the session, never in a cookie: a new key's secret is
 # shown once through a message.
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"

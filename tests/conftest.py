@@ -60,11 +60,14 @@ def _missing_part(name: str) -> str | None:
             import playwright  # noqa: F401
         except ImportError:
             return "needs the playwright package"
+    elif name == "node":
+        if shutil.which("node") is None:
+            return "needs Node.js (node) for the JavaScript examples"
     return None
 
 
 def pytest_runtest_setup(item):
-    for part in ("postgres", "redis", "rabbitmq", "browser"):
+    for part in ("postgres", "redis", "rabbitmq", "browser", "node"):
         if item.get_closest_marker(part) is None:
             continue
         reason = _missing_part(part)

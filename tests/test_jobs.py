@@ -1,12 +1,19 @@
 """The job engine: Celery configured from Django's settings, jobs published after commit, the
-request id carried into tasks, beat's chores, and `make run`'s launcher."""
+request id carried into tasks, beat's chores, and `make run`'s launcher (with its demo and
+webhook receiver)."""
 
+import json
 import logging
 import os
+import re
 import signal
+import socket
+import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from datetime import timedelta
 
 import pytest
@@ -16,10 +23,12 @@ from django.utils import timezone
 
 from fluxomail import jobs
 from fluxomail.middleware import set_request_id
-from sends.models import IdempotencyRecord
+from sends.models import IdempotencyRecord, Send
 from sends.tasks import purge_idempotency
 from tests.conftest import free_port
 from tests.workers import Worker, wait_for
+from webhooks import signing
+from webhooks.models import Delivery
 
 
 def idempotency_records(organization, *, expired: int, live: int) -> None:
@@ -141,28 +150,49 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_make_run_starts_web_worker_and_beat_and_ctrl_c_stops_them_all(tmp_path):
+def _post(url: str, body: bytes, headers: dict) -> int:
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_make_run_delivers_the_queued_sample_and_signed_webhooks_and_ctrl_c_stops_it_all(
+    tmp_path,
+):
+    """What `make run` runs (migrate, then the launcher), on a database and demo files of its own,
+    with nothing but this checkout: the receiver gets every sample's outcome, signed, the queued
+    sample is delivered by the worker, and Ctrl-C leaves no process behind."""
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("DATABASE_", "PYTEST", "CELERY_", "DJANGO_SETTINGS"))
+        if not k.startswith(("DATABASE_", "PYTEST", "CELERY_", "DJANGO_SETTINGS", "REDIS_"))
     }
+    demo = tmp_path / "demo"
+    database = tmp_path / "db.sqlite3"
     env.update(
-        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        DATABASE_URL=f"sqlite:///{database}",
         JOBS_DIR=str(tmp_path / "jobs"),
+        FLUXOMAIL_DEMO_DIR=str(demo),
         FLUXOMAIL_LOG_DIR=str(tmp_path / "log"),
+        WEBHOOK_ALLOW_PRIVATE_TARGETS="true",  # as the Makefile's run target sets it
         PYTHONUNBUFFERED="1",
     )
-    port = free_port()
+    manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
+    subprocess.run([*manage, "migrate", "--noinput"], env=env, capture_output=True, check=True)
+    port, webhook_port = free_port(), free_port()
     log = tmp_path / "run.log"
     with log.open("wb") as out:
         launcher = subprocess.Popen(
-            [sys.executable, "-m", "fluxomail.devserver", f"127.0.0.1:{port}"],
+            [sys.executable, "-m", "fluxomail.devserver", f"127.0.0.1:{port}",
+             "--webhook-port", str(webhook_port)],
             cwd=settings.BASE_DIR,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
-        )
+        )  # fmt: skip
     try:
 
         def text(name: str = "") -> str:
@@ -170,9 +200,49 @@ def test_make_run_starts_web_worker_and_beat_and_ctrl_c_stops_them_all(tmp_path)
             path = tmp_path / "log" / f"{name}.log" if name else log
             return path.read_text(errors="replace") if path.exists() else ""
 
-        wait_for(lambda: " ready." in text("worker"), limit=60, what="the worker")
+        wait_for(lambda: "Fluxomail demo is ready" in text(), limit=120, what="the banner")
         wait_for(lambda: "beat: Starting" in text("beat"), limit=60, what="beat")
-        wait_for(lambda: f"127.0.0.1:{port}" in text(), limit=60, what="the web server")
+        output = text()
+        samples = re.findall(r"^sample send (sends_\w+) via (.*)$", output, re.MULTILINE)
+        assert len(samples) == 4
+        (queued,) = [send_id for send_id, line in samples if line.endswith("delivers it)")]
+        # One line per webhook: every sample's email.sent arrived, signed with the secret that
+        # bootstrap_demo kept for the receiver, and before the credentials block.
+        received = re.findall(
+            r"^webhook received: email.sent (evt_\w+) (sends_\w+): signature ok$",
+            output,
+            re.MULTILINE,
+        )
+        assert sorted(send_id for _, send_id in received) == sorted(s for s, _ in samples)
+        assert output.rindex("webhook received") < output.index("Fluxomail demo is ready")
+        assert output.rstrip().endswith("=" * 72)
+        assert "signature BAD" not in output
+        assert text("webhooks").count(": signature ok") == 4
+        with sqlite3.connect(database) as db:
+            status = db.execute(
+                f"SELECT status FROM {Send._meta.db_table} WHERE public_id = ?", (queued,)
+            ).fetchone()
+            deliveries = db.execute(
+                f"SELECT status, COUNT(*) FROM {Delivery._meta.db_table} GROUP BY status"
+            ).fetchall()
+        assert status == ("sent",)
+        assert deliveries == [("succeeded", 4)]
+        assert "Subject: Your order has shipped" in text("worker")  # the console backend
+
+        # The receiver checks as the README says: a body changed after signing is refused.
+        state = json.loads((demo / "var" / "demo-webhook.json").read_text())
+        body = json.dumps({"id": "evt_x", "type": "email.sent", "data": {"sendId": "sends_x"}})
+        headers = signing.headers([state["secret"]], "evt_x", int(time.time()), body.encode())
+        url = f"http://127.0.0.1:{webhook_port}/webhooks"
+        assert state["url"] == url
+        assert _post(url, body.encode(), headers) == 200
+        assert _post(url, body.replace("sends_x", "sends_y").encode(), headers) == 400
+        wait_for(lambda: "signature BAD" in text(), what="the refused request's line")
+        lines = text().splitlines()
+        good = lines.index("webhook received: email.sent evt_x sends_x: signature ok")
+        bad = "webhook received: email.sent evt_x sends_y: signature BAD (bad Fluxomail-Signature)"
+        assert lines[good + 1 :].count(bad) == 1
+
         children = _descendants(launcher.pid)
         assert len(children) >= 3
 
@@ -180,6 +250,8 @@ def test_make_run_starts_web_worker_and_beat_and_ctrl_c_stops_them_all(tmp_path)
         assert launcher.wait(30) == 0
         time.sleep(0.2)  # let the kernel reap re-parented children
         assert [pid for pid in children if _alive(pid)] == []
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", webhook_port), timeout=5)
     finally:
         if launcher.poll() is None:
             launcher.kill()

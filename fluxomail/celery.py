@@ -10,8 +10,12 @@ from pathlib import Path
 
 from celery import Celery
 from celery.signals import before_task_publish, task_postrun, task_prerun
+from kombu.transport import TRANSPORT_ALIASES
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fluxomail.settings")
+
+# `filesystem://` (make run's broker) writes each message whole: see fluxomail/filebroker.py.
+TRANSPORT_ALIASES["filesystem"] = "fluxomail.filebroker:Transport"
 
 app = Celery("fluxomail")
 app.config_from_object("django.conf:settings", namespace="CELERY")

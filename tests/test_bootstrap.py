@@ -8,7 +8,7 @@ from django.core.management import CommandError, call_command
 from django.db.models import Sum
 from rest_framework.test import APIClient
 
-from accounts.management.commands import bootstrap_demo
+from webhooks.management.commands import bootstrap_demo
 from accounts.models import ApiKey, Membership, Organization
 from sends.models import Policy, QueuedSend, Send
 from usage.models import UsageCounter

@@ -160,7 +160,7 @@ class TestOutcome:
                 "provider_message_id", flat=True
             )
         ) == ["1111", "2222"]
-        assert Message.objects.for_provider_id("2222") == attempt
+        assert Message.objects.for_provider_ids({"2222"}) == {"2222": attempt}
         assert Send.objects.get().status == "sent"
 
     def test_a_worker_whose_claim_was_taken_over_records_its_delivery_but_not_its_answer(

@@ -1,7 +1,9 @@
 """Sends and idempotency records for operators: read-only, fast on millions of rows."""
 
 from django.contrib import admin
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
+from django.utils.html import format_html_join
 from django.utils.timesince import timesince
 
 from fluxomail.admin import ReadOnlyModelAdmin
@@ -96,7 +98,8 @@ class SendAdmin(ReadOnlyModelAdmin):
     fields = [
         "public_id", "organization", "api_key", "endpoint", "to", "cc_addresses", "bcc_addresses",
         "subject", "policy_key", "status", "request_id", "idempotency_key", "metadata",
-        "suppressed_addresses", "created_at", "updated_at", "first_opened_at", "first_clicked_at",
+        "attachment_list", "suppressed_addresses", "created_at", "updated_at", "first_opened_at",
+        "first_clicked_at",
     ]  # fmt: skip
     readonly_fields = fields
 
@@ -107,6 +110,22 @@ class SendAdmin(ReadOnlyModelAdmin):
     @admin.display(description="bcc")
     def bcc_addresses(self, send: Send) -> str:
         return addresses(send.bcc)
+
+    @admin.display(description="attachments")
+    def attachment_list(self, send: Send) -> str:
+        if send.attachments is None:
+            return "not recorded (sent before attachments were recorded)"
+        return (
+            format_html_join(
+                "\n",
+                "<div>{} · {} · {}</div>",
+                (
+                    (item["filename"], item["contentType"], filesizeformat(item["size"]))
+                    for item in send.attachments
+                ),
+            )
+            or "-"
+        )
 
     @admin.display(description="suppressed (left out of cc/bcc)")
     def suppressed_addresses(self, send: Send) -> str:

@@ -217,6 +217,7 @@ def test_send_page_shows_headers_attachments_text_and_ids(
     assert facts["Idempotency key"] == "order-1042"
     assert facts["Request id"] == send.request_id
     assert facts["Metadata"] == "order: 1042"
+    assert facts["Attachments"] == "invoice.pdf · application/pdf · 13 bytes"
     assert facts["From"] == "Acme <hello@acme.test>"
     assert "your order is on its way" in page.locator("pre.text-part").text_content()
     height = page.locator("iframe.preview").evaluate("e => e.getBoundingClientRect().height")

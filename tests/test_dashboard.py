@@ -501,6 +501,30 @@ def test_send_page_tells_each_event_as_a_sentence(alice_client):
     assert "Marked as spam by the recipient (abuse)." in html
 
 
+def test_send_page_lists_attachments_by_name_type_and_size(alice_client):
+    organization = alice_client_org(alice_client)
+    attached = make_send(
+        organization,
+        attachments=[
+            {"filename": "invoice.pdf", "contentType": "application/pdf", "size": 13},
+            {"filename": "<b>.csv", "contentType": "text/csv", "size": 2_500_000},
+        ],
+    )
+    bare = make_send(organization, attachments=[])
+    older = make_send(organization)  # sent before attachments were recorded
+
+    def attachments(send) -> str:
+        html = alice_client.get(f"/dashboard/sends/{send.public_id}/").content.decode()
+        return re.search(r'<dd id="attachments">(.*?)</dd>', html, re.S).group(1)
+
+    assert attachments(attached) == (
+        "<code>invoice.pdf</code> · application/pdf · 13\xa0bytes<br>"
+        "<code>&lt;b&gt;.csv</code> · text/csv · 2.4\xa0MB"
+    )
+    assert attachments(bare) == "—"
+    assert attachments(older) == "not recorded (sent before attachments were recorded)"
+
+
 def test_a_30_day_chart_prints_at_most_ten_date_labels_and_no_bar_values():
     from usage import analytics, charts
 

@@ -11,7 +11,7 @@ from sends.events import envelope, sentence
 from sends.models import Event, IdempotencyRecord, Message, Policy, Send
 
 
-class ReadOnlyInline(admin.TabularInline):
+class _ReadOnlyRows:
     extra = 0
     can_delete = False
     show_change_link = False
@@ -23,12 +23,21 @@ class ReadOnlyInline(admin.TabularInline):
         return False
 
 
+class ReadOnlyInline(_ReadOnlyRows, admin.TabularInline):
+    pass
+
+
+class ReadOnlyStackedInline(_ReadOnlyRows, admin.StackedInline):
+    """For rows with long values (message ids, addresses, errors): each field on its own line
+    with its label, inside the page's width."""
+
+
 def addresses(values: list) -> str:
     """A JSON list of addresses, as people write them."""
     return ", ".join(values) or "-"
 
 
-class MessageInline(ReadOnlyInline):
+class MessageInline(ReadOnlyStackedInline):
     model = Message
     verbose_name = "delivery attempt"
     fields = [
@@ -97,7 +106,7 @@ class SendAdmin(ReadOnlyModelAdmin):
     inlines = [MessageInline, EventInline]
     fields = [
         "public_id", "organization", "api_key", "endpoint", "to", "cc_addresses", "bcc_addresses",
-        "subject", "policy_key", "status", "request_id", "idempotency_key", "metadata",
+        "subject", "policy_key", "status", "request_id", "idempotency_key", "metadata_pairs",
         "attachment_list", "suppressed_addresses", "created_at", "updated_at", "first_opened_at",
         "first_clicked_at",
     ]  # fmt: skip
@@ -110,6 +119,13 @@ class SendAdmin(ReadOnlyModelAdmin):
     @admin.display(description="bcc")
     def bcc_addresses(self, send: Send) -> str:
         return addresses(send.bcc)
+
+    @admin.display(description="metadata")
+    def metadata_pairs(self, send: Send) -> str:
+        return (
+            format_html_join("\n", "<div><code>{}</code>: {}</div>", sorted(send.metadata.items()))
+            or "-"
+        )
 
     @admin.display(description="attachments")
     def attachment_list(self, send: Send) -> str:

@@ -525,6 +525,29 @@ def test_send_page_lists_attachments_by_name_type_and_size(alice_client):
     assert attachments(older) == "not recorded (sent before attachments were recorded)"
 
 
+@pytest.mark.parametrize(
+    ("top", "ticks"),
+    [(0, ["0", "1"]), (3, ["0", "1", "2", "3"]), (7, ["0", "2", "4", "6", "8"]),
+     (240, ["0", "50", "100", "150", "200", "250"])],
+)  # fmt: skip
+def test_a_charts_y_axis_counts_in_whole_numbers(top, ticks):
+    from usage import analytics, charts
+
+    window = analytics.Window.last_days(7)
+    # Stacked: the axis reaches the highest day's total, not one row's.
+    rows = {"sent": [0] * 6 + [top - top // 3], "failed": [0] * 6 + [top // 3]}
+    svg = charts.render(analytics.Series("Sends", window, rows))
+    axis = re.search(r'<g class="axis y[^"]*">(.*?)</g></g>(?!<g class="guides">)', svg).group(1)
+    assert re.findall(r"<text[^>]*>([^<]*)</text>", axis) == ticks
+
+
+def test_a_chart_without_any_row_says_no_data():
+    from usage import analytics, charts
+
+    svg = charts.render(analytics.Series("Sends", analytics.Window.last_days(7), {}))
+    assert ">No data</text>" in svg
+
+
 def test_a_30_day_chart_prints_at_most_ten_date_labels_and_no_bar_values():
     from usage import analytics, charts
 

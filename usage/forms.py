@@ -70,7 +70,12 @@ class SuppressionRemoveForm(forms.Form):
 
 
 class AddressSearchForm(forms.Form):
-    q = forms.CharField(required=False, max_length=320, label="Address")
+    q = forms.CharField(
+        required=False,
+        max_length=320,
+        label="Address",
+        widget=forms.TextInput(attrs={"type": "search", "placeholder": "Find an address"}),
+    )
     before = forms.CharField(required=False, max_length=40, widget=forms.HiddenInput)
 
     def clean_q(self) -> str:

@@ -548,6 +548,15 @@ def test_a_chart_without_any_row_says_no_data():
     assert ">No data</text>" in svg
 
 
+def test_a_chart_with_nothing_to_show_says_so_instead_of_an_empty_plot(alice_client):
+    # No key has sent anything: the per-key chart has no row at all.
+    html = alice_client.get("/dashboard/usage/").content.decode()
+
+    chart = re.search(r'id="chart-key">(.*?)</section>', html, re.S).group(1)
+    assert "<svg" not in chart
+    assert '<p class="hint no-data">Nothing to chart in these days.</p>' in chart
+
+
 def test_a_30_day_chart_prints_at_most_ten_date_labels_and_no_bar_values():
     from usage import analytics, charts
 

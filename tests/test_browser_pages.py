@@ -20,7 +20,7 @@ from django.contrib.auth.models import Group
 from django.test import RequestFactory
 from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 
-from accounts.models import Membership, Organization
+from accounts.models import Membership, Organization, Scope
 from contacts import tokens
 from contacts.models import Category, Contact, Suppression, SuppressionChange
 from sends.models import Event, Send
@@ -476,7 +476,7 @@ def test_send_page_shows_headers_attachments_text_and_ids(
 def test_keys_table_keeps_its_columns_after_a_revoke_and_cancel_stands_apart(
     browser, live_server, alice, make_key
 ):
-    make_key(alice.organization, name="web")
+    make_key(alice.organization, name="web", scopes=Scope.values)
     key = make_key(alice.organization, name="worker with a rather long name for the table")
     owner = Visitor(browser, live_server.url)
     owner.page.goto(f"{live_server.url}/accounts/login/")
@@ -495,5 +495,11 @@ def test_keys_table_keeps_its_columns_after_a_revoke_and_cancel_stands_apart(
     owner.page.wait_for_url(f"{live_server.url}/dashboard/keys/")
     owner.visit("/dashboard/keys/", "keys-after-revoke")
     assert owner.page.evaluate(widths) == before
+    # Each scope tag and status on one line: none is broken inside its name.
+    tags = owner.page.locator("#keys tbody .tag, #keys tbody .status")
+    assert tags.count() >= len(Scope.values) + 2
+    for index in range(tags.count()):
+        box = tags.nth(index).bounding_box()
+        assert box["height"] < 24, tags.nth(index).text_content()
     help_text = owner.page.locator("#create-key .help").text_content()
     assert '"Send email" is ticked for you' in help_text

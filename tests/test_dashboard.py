@@ -541,6 +541,18 @@ def test_a_charts_y_axis_counts_in_whole_numbers(top, ticks):
     assert re.findall(r"<text[^>]*>([^<]*)</text>", axis) == ticks
 
 
+def test_requests_by_outcome_keep_their_colours_failed_in_red():
+    from usage import analytics, charts
+
+    window = analytics.Window.last_days(7)
+    rows = {name: [1] * len(window.buckets) for name, _ in analytics.OUTCOMES}
+    svg = charts.render(analytics.Series("Requests by outcome", window, rows))
+    colours = dict(re.findall(r"\.color-(\d+)[^{]*\{[^}]*?fill: *(#[0-9a-fA-F]{6})", svg))
+    names = list(rows)
+    assert colours[str(names.index("failed"))].lower() == "#c62828"
+    assert colours[str(names.index("sent"))].lower() == "#2e7d32"
+
+
 def test_a_chart_without_any_row_says_no_data():
     from usage import analytics, charts
 

@@ -26,8 +26,10 @@ _STYLE = Style(
     label_font_size=11,
     major_label_font_size=11,
 )
+# Each outcome keeps its colour in every chart (failed is red, suppressed orange).
 _OUTCOME_COLORS = {
     "sent": "#2e7d32",
+    "suppressed": "#ef6c00",
     "replayed": "#1565c0",
     "rejected": "#f9a825",
     "rate-limited": "#6a1b9a",

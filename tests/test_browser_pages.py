@@ -63,6 +63,12 @@ NOT_PAGES = {
     "dashboard-suppressions-csv": "CSV",
     "^(api|t|webhooks)/": "the API's not-found problem",
 }
+# Admin lists still wider than 1280 px with both sidebars open (their table scrolls sideways in
+# its box): too many columns for the room the filter sidebar leaves. Any other list must fit.
+KNOWN_TOO_WIDE = {
+    "contacts_suppression", "contacts_suppressionchange", "usage_usagecounter",
+    "webhooks_delivery",
+}  # fmt: skip
 # The admin's pages that are no page of their own.
 ADMIN_NOT_PAGES = {
     "admin:jsi18n": "JavaScript (every admin form page loads it)",
@@ -373,6 +379,7 @@ def test_every_admin_page_loads_without_errors(
     assert operator.page.locator("#site-name").text_content().strip() == "Fluxomail administration"
     operator.visit("/admin/", "admin-index")
     refused = set()  # pages the admin answers 403 by design (read-only models)
+    too_wide = []
     for range_key in ("24h", "7d", "30d"):
         operator.visit(
             f"{reverse('admin:usage_analytics')}?range={range_key}", f"admin-analytics-{range_key}"
@@ -384,6 +391,15 @@ def test_every_admin_page_loads_without_errors(
         row = model.objects.order_by("pk").first()
         assert row is not None, f"seed a {label} row"
         operator.visit(reverse(f"admin:{label}_changelist"), f"admin-{label}-list")
+        # The list fits the window with the sidebar open: no sideways scrolling, of the page
+        # or of the table in its box.
+        overflow = (
+            "() => Math.max(document.documentElement.scrollWidth - window.innerWidth,"
+            " ...[...document.querySelectorAll('.results')]"
+            ".map(e => e.scrollWidth - e.clientWidth))"
+        )
+        if operator.page.evaluate(overflow) > 0:
+            too_wide.append(label)
         operator.visit(reverse(f"admin:{label}_change", args=[row.pk]), f"admin-{label}")
         operator.visit(reverse(f"admin:{label}_history", args=[row.pk]), f"admin-{label}-history")
         if model_admin.has_add_permission(request):
@@ -394,6 +410,7 @@ def test_every_admin_page_loads_without_errors(
             operator.visit(reverse(f"admin:{label}_delete", args=[row.pk]), f"admin-{label}-delete")
         else:
             refused.add(f"admin:{label}_delete")
+    assert set(too_wide) <= KNOWN_TOO_WIDE, "lists wider than 1280 px with the sidebar open"
     operator.visit(
         reverse("admin:auth_user_password_change", args=[olga.pk]), "admin-user-password"
     )

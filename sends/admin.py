@@ -1,7 +1,9 @@
 """Sends and idempotency records for operators: read-only, fast on millions of rows."""
 
 from django.contrib import admin
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
+from django.utils.html import format_html_join
 from django.utils.timesince import timesince
 
 from fluxomail.admin import ReadOnlyModelAdmin
@@ -9,7 +11,7 @@ from sends.events import envelope, sentence
 from sends.models import Event, IdempotencyRecord, Message, Policy, Send
 
 
-class ReadOnlyInline(admin.TabularInline):
+class _ReadOnlyRows:
     extra = 0
     can_delete = False
     show_change_link = False
@@ -21,12 +23,21 @@ class ReadOnlyInline(admin.TabularInline):
         return False
 
 
+class ReadOnlyInline(_ReadOnlyRows, admin.TabularInline):
+    pass
+
+
+class ReadOnlyStackedInline(_ReadOnlyRows, admin.StackedInline):
+    """For rows with long values (message ids, addresses, errors): each field on its own line
+    with its label, inside the page's width."""
+
+
 def addresses(values: list) -> str:
     """A JSON list of addresses, as people write them."""
     return ", ".join(values) or "-"
 
 
-class MessageInline(ReadOnlyInline):
+class MessageInline(ReadOnlyStackedInline):
     model = Message
     verbose_name = "delivery attempt"
     fields = [
@@ -95,8 +106,9 @@ class SendAdmin(ReadOnlyModelAdmin):
     inlines = [MessageInline, EventInline]
     fields = [
         "public_id", "organization", "api_key", "endpoint", "to", "cc_addresses", "bcc_addresses",
-        "subject", "policy_key", "status", "request_id", "idempotency_key", "metadata",
-        "suppressed_addresses", "created_at", "updated_at", "first_opened_at", "first_clicked_at",
+        "subject", "policy_key", "status", "request_id", "idempotency_key", "metadata_pairs",
+        "attachment_list", "suppressed_addresses", "created_at", "updated_at", "first_opened_at",
+        "first_clicked_at",
     ]  # fmt: skip
     readonly_fields = fields
 
@@ -107,6 +119,29 @@ class SendAdmin(ReadOnlyModelAdmin):
     @admin.display(description="bcc")
     def bcc_addresses(self, send: Send) -> str:
         return addresses(send.bcc)
+
+    @admin.display(description="metadata")
+    def metadata_pairs(self, send: Send) -> str:
+        return (
+            format_html_join("\n", "<div><code>{}</code>: {}</div>", sorted(send.metadata.items()))
+            or "-"
+        )
+
+    @admin.display(description="attachments")
+    def attachment_list(self, send: Send) -> str:
+        if send.attachments is None:
+            return "not recorded (sent before attachments were recorded)"
+        return (
+            format_html_join(
+                "\n",
+                "<div>{} · {} · {}</div>",
+                (
+                    (item["filename"], item["contentType"], filesizeformat(item["size"]))
+                    for item in send.attachments
+                ),
+            )
+            or "-"
+        )
 
     @admin.display(description="suppressed (left out of cc/bcc)")
     def suppressed_addresses(self, send: Send) -> str:

@@ -9,12 +9,14 @@ custom header lines are bounded by validation (`header_fits`), and address heade
 between addresses, each at most 500 characters once normalised.
 """
 
+import mimetypes
 from email import policy
 from email.header import Header
 from email.message import EmailMessage
 from email.policy import Compat32
 
 from django.core.mail import EmailMultiAlternatives
+from django.core.mail.message import DEFAULT_ATTACHMENT_MIME_TYPE
 
 MAX_LINE = 998  # characters per line, CRLF excluded (RFC 5322 section 2.1.1)
 
@@ -22,6 +24,34 @@ MAX_LINE = 998  # characters per line, CRLF excluded (RFC 5322 section 2.1.1)
 def header_fits(name: str, value: str) -> bool:
     """Whether `Name: value` fits on one line as written."""
     return len(name) + 2 + len(value) <= MAX_LINE
+
+
+def attachment_type(filename: str, content: bytes, content_type: str | None = None) -> str:
+    """The Content-Type an attachment goes out with: the given one, else the one its name
+    suggests, else application/octet-stream; a text/* one whose bytes are not UTF-8 goes out as
+    application/octet-stream (Django's EmailMessage.attach does the same)."""
+    chosen = content_type or mimetypes.guess_type(filename)[0] or DEFAULT_ATTACHMENT_MIME_TYPE
+    if chosen.startswith("text/"):
+        try:
+            content.decode()
+        except UnicodeDecodeError:
+            return DEFAULT_ATTACHMENT_MIME_TYPE
+    return chosen
+
+
+def attachment_facts(attachments: list[dict]) -> list[dict]:
+    """What the send keeps of validated attachments: name, type as sent, decoded size; never
+    the content."""
+    return [
+        {
+            "filename": item["filename"],
+            "contentType": attachment_type(
+                item["filename"], item["contentBase64"], item.get("contentType")
+            ),
+            "size": len(item["contentBase64"]),
+        }
+        for item in attachments
+    ]
 
 
 def _attachment_disposition(filename: str) -> str:

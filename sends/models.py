@@ -124,6 +124,12 @@ class Send(models.Model):
     request_id = models.CharField(max_length=128, blank=True)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # What was attached, never the content: [{"filename", "contentType", "size"}], the type as it
+    # went out (given, or guessed from the name) and the size decoded, in bytes. Written by the
+    # send's own INSERT; null on sends made before it was recorded. Retention leaves it.
+    attachments = models.JSONField(
+        null=True, blank=True, help_text="Name, type and size of each attachment (no content)."
+    )
     suppressed = models.JSONField(
         default=list, blank=True, help_text="cc/bcc addresses left out: on the suppression list."
     )

@@ -1,8 +1,9 @@
 """Retention: message bodies (text, HTML, headers) are blanked RETENTION_DAYS after sending.
 
-Sends, messages (their metadata), events and counters stay; `body_purged_at` says when the
-body went, and the timeline and the dashboard show it. Beat runs `purge_bodies` every
-JOBS_PURGE_SECONDS; each run works in short batches, so no transaction holds many rows.
+Sends (with the name, type and size of each attachment; never content), messages (their
+metadata), events and counters stay; `body_purged_at` says when the body went, and the timeline
+and the dashboard show it. Beat runs `purge_bodies` every JOBS_PURGE_SECONDS; each run works in
+short batches, so no transaction holds many rows.
 """
 
 from datetime import timedelta

@@ -21,7 +21,7 @@ from contacts import services as contacts_services
 from fluxomail.api import ApiError, DeliveryOutcomeUnknown, InternalError
 from fluxomail.ids import new_id
 from sends import delivery, events, idempotency, queue, sql
-from sends.mime import Email
+from sends.mime import Email, attachment_facts, attachment_type
 from sends.models import Event, IdempotencyRecord, Message, Policy, Send
 from sends.rendering import render_html
 
@@ -78,10 +78,12 @@ def _build_message(
             )
         message.attach_alternative(render_html(html, send=send, policy=policy), "text/html")
     for attachment in data.get("attachments", []):
+        content = attachment["contentBase64"]  # decoded by the serializer
         message.attach(
             attachment["filename"],
-            attachment["contentBase64"],
-            attachment.get("contentType") or None,
+            content,
+            # As recorded on the send (mime.attachment_facts).
+            attachment_type(attachment["filename"], content, attachment.get("contentType")),
         )
     return message
 
@@ -121,6 +123,7 @@ def new_send(
         request_id=request_id,
         idempotency_key=idempotency_key,
         metadata=data.get("metadata", {}),
+        attachments=attachment_facts(data.get("attachments", [])),
         suppressed=list(suppressed),
         created_at=now,
         updated_at=now,

@@ -164,6 +164,7 @@ def test_admin_is_branded_and_shows_a_sends_cc_and_attempts_as_addresses(client,
     send = Send.objects.create(
         organization=acme, endpoint="send", to="to@example.com", subject="Hi", status="sent",
         cc=["cc@example.com", "cc2@example.com"], bcc=["bcc@example.com"],
+        attachments=[{"filename": "invoice.pdf", "contentType": "application/pdf", "size": 13}],
     )  # fmt: skip
     Message.objects.create(
         send=send, from_email="a@acme.test", to=["to@example.com", "cc@example.com"],
@@ -178,3 +179,4 @@ def test_admin_is_branded_and_shows_a_sends_cc_and_attempts_as_addresses(client,
     assert "to@example.com, cc@example.com" in page
     assert "Attempt via smtp at " in page
     assert f"{send.pk} attempt " not in page
+    assert "<div>invoice.pdf · application/pdf · 13\xa0bytes</div>" in page

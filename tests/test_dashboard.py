@@ -501,6 +501,74 @@ def test_send_page_tells_each_event_as_a_sentence(alice_client):
     assert "Marked as spam by the recipient (abuse)." in html
 
 
+def test_send_page_lists_attachments_by_name_type_and_size(alice_client):
+    organization = alice_client_org(alice_client)
+    attached = make_send(
+        organization,
+        attachments=[
+            {"filename": "invoice.pdf", "contentType": "application/pdf", "size": 13},
+            {"filename": "<b>.csv", "contentType": "text/csv", "size": 2_500_000},
+        ],
+    )
+    bare = make_send(organization, attachments=[])
+    older = make_send(organization)  # sent before attachments were recorded
+
+    def attachments(send) -> str:
+        html = alice_client.get(f"/dashboard/sends/{send.public_id}/").content.decode()
+        return re.search(r'<dd id="attachments">(.*?)</dd>', html, re.S).group(1)
+
+    assert attachments(attached) == (
+        "<code>invoice.pdf</code> · application/pdf · 13\xa0bytes<br>"
+        "<code>&lt;b&gt;.csv</code> · text/csv · 2.4\xa0MB"
+    )
+    assert attachments(bare) == "—"
+    assert attachments(older) == "not recorded (sent before attachments were recorded)"
+
+
+@pytest.mark.parametrize(
+    ("top", "ticks"),
+    [(0, ["0", "1"]), (3, ["0", "1", "2", "3"]), (7, ["0", "2", "4", "6", "8"]),
+     (240, ["0", "50", "100", "150", "200", "250"])],
+)  # fmt: skip
+def test_a_charts_y_axis_counts_in_whole_numbers(top, ticks):
+    from usage import analytics, charts
+
+    window = analytics.Window.last_days(7)
+    # Stacked: the axis reaches the highest day's total, not one row's.
+    rows = {"sent": [0] * 6 + [top - top // 3], "failed": [0] * 6 + [top // 3]}
+    svg = charts.render(analytics.Series("Sends", window, rows))
+    axis = re.search(r'<g class="axis y[^"]*">(.*?)</g></g>(?!<g class="guides">)', svg).group(1)
+    assert re.findall(r"<text[^>]*>([^<]*)</text>", axis) == ticks
+
+
+def test_requests_by_outcome_keep_their_colours_failed_in_red():
+    from usage import analytics, charts
+
+    window = analytics.Window.last_days(7)
+    rows = {name: [1] * len(window.buckets) for name, _ in analytics.OUTCOMES}
+    svg = charts.render(analytics.Series("Requests by outcome", window, rows))
+    colours = dict(re.findall(r"\.color-(\d+)[^{]*\{[^}]*?fill: *(#[0-9a-fA-F]{6})", svg))
+    names = list(rows)
+    assert colours[str(names.index("failed"))].lower() == "#c62828"
+    assert colours[str(names.index("sent"))].lower() == "#2e7d32"
+
+
+def test_a_chart_without_any_row_says_no_data():
+    from usage import analytics, charts
+
+    svg = charts.render(analytics.Series("Sends", analytics.Window.last_days(7), {}))
+    assert ">No data</text>" in svg
+
+
+def test_a_chart_with_nothing_to_show_says_so_instead_of_an_empty_plot(alice_client):
+    # No key has sent anything: the per-key chart has no row at all.
+    html = alice_client.get("/dashboard/usage/").content.decode()
+
+    chart = re.search(r'id="chart-key">(.*?)</section>', html, re.S).group(1)
+    assert "<svg" not in chart
+    assert '<p class="hint no-data">Nothing to chart in these days.</p>' in chart
+
+
 def test_a_30_day_chart_prints_at_most_ten_date_labels_and_no_bar_values():
     from usage import analytics, charts
 

@@ -110,6 +110,43 @@ def test_mail_reaches_the_smtp_server_with_its_mime_structure(
     assert attempt.error == ""
 
 
+def test_a_send_keeps_each_attachments_name_type_as_sent_and_size_but_no_content(
+    api, send_key, seed_body, smtp_server
+):
+    contents = [PDF, b"a,b,c", b"\xff\xfe not utf-8", b"\x00\x01"]
+    seed_body["attachments"] = [
+        {"filename": "report.pdf", "contentType": "application/pdf"},
+        {"filename": "rows.csv"},  # type from the name
+        {"filename": "notes.txt", "contentType": "text/plain"},  # not UTF-8: sent as bytes
+        {"filename": "blob.unknownext"},
+    ]
+    for item, content in zip(seed_body["attachments"], contents, strict=True):
+        item["contentBase64"] = base64.b64encode(content).decode()
+
+    response = send(api, send_key, seed_body)
+
+    assert response.status_code == 200, response.content
+    recorded = Send.objects.get().attachments
+    assert recorded == [
+        {"filename": "report.pdf", "contentType": "application/pdf", "size": 1024},
+        {"filename": "rows.csv", "contentType": "text/csv", "size": 5},
+        {"filename": "notes.txt", "contentType": "application/octet-stream", "size": 12},
+        {"filename": "blob.unknownext", "contentType": "application/octet-stream", "size": 2},
+    ]
+    # What the page says is what went out.
+    parts = list(parsed(smtp_server.messages[0]).iter_attachments())
+    assert [(p.get_filename(), p.get_content_type()) for p in parts] == [
+        (item["filename"], item["contentType"]) for item in recorded
+    ]
+    assert [len(p.get_payload(decode=True)) for p in parts] == [len(c) for c in contents]
+
+
+def test_a_send_without_attachments_records_an_empty_list(api, send_key, seed_body, smtp_server):
+    assert send(api, send_key, seed_body).status_code == 200
+
+    assert Send.objects.get().attachments == []
+
+
 def test_text_only_mail_is_a_single_text_part(api, send_key, seed_body, smtp_server):
     del seed_body["htmlContent"]
 

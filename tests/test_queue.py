@@ -63,6 +63,10 @@ def test_a_worker_delivers_a_queued_send_and_a_replay_answers_sent(
 ):
     body = {**seed_body, "attachments": [{"filename": "a.txt", "contentBase64": "aGk="}]}
     send_id = post(api, send_key, body, idem="q-2").json()["sendId"]
+    # Recorded when the request is accepted, by the send's own INSERT.
+    assert Send.objects.get(public_id=send_id).attachments == [
+        {"filename": "a.txt", "contentType": "text/plain", "size": 2}
+    ]
 
     assert queue.deliver(QueuedSend.objects.get().pk) == "sent"
 

@@ -20,6 +20,7 @@ def sent(organization, age: timedelta) -> Message:
     send = Send.objects.create(
         organization=organization, endpoint="send", to="reader@example.com", subject="Receipt",
         status="sent", created_at=at, updated_at=at,
+        attachments=[{"filename": "receipt.pdf", "contentType": "application/pdf", "size": 9}],
     )  # fmt: skip
     message = Message.objects.create(
         send=send, from_email="hello@acme.test", to=["reader@example.com"], provider="smtp",
@@ -50,6 +51,10 @@ def test_bodies_older_than_the_retention_are_blanked_and_the_rest_stays(alice, t
         None,
     )
     assert Send.objects.count() == 2 and Event.objects.count() == 2
+    # What was attached (never its content) is metadata, not body: it stays.
+    assert old.send.attachments == [
+        {"filename": "receipt.pdf", "contentType": "application/pdf", "size": 9}
+    ]
     assert sum(EventCounter.objects.filter(name="sent").values_list("count", flat=True)) == 2
 
 

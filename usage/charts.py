@@ -26,8 +26,10 @@ _STYLE = Style(
     label_font_size=11,
     major_label_font_size=11,
 )
+# Each outcome keeps its colour in every chart (failed is red, suppressed orange).
 _OUTCOME_COLORS = {
     "sent": "#2e7d32",
+    "suppressed": "#ef6c00",
     "replayed": "#1565c0",
     "rejected": "#f9a825",
     "rate-limited": "#6a1b9a",
@@ -45,6 +47,19 @@ _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 def _xml_text(text: str) -> str:
     return _NOT_XML.sub("\ufffd", text)
+
+
+def _count_ticks(top: int) -> list[int]:
+    """Whole-number y labels from 0 past `top`, at most about 6: counts have no fractions
+    (pygal's own ticks for a top of 3 are 0, 0.8, 1.6, 2.4)."""
+    magnitude = 1
+    while True:
+        step = next((c * magnitude for c in (1, 2, 5) if top <= c * magnitude * 5), None)
+        if step is not None:
+            break
+        magnitude *= 10
+    ticks = list(range(0, top + step, step))
+    return ticks if len(ticks) > 1 else [0, 1]
 
 
 def render(series: Series, *, nonce: str = "", height: int = 320, title: bool = True) -> str:
@@ -73,6 +88,9 @@ def render(series: Series, *, nonce: str = "", height: int = 320, title: bool = 
         no_data_text="No data",
     )
     chart.x_labels = labels
+    if series.rows:  # without any, pygal draws "No data" and no axis
+        stacked = [sum(column) for column in zip(*series.rows.values(), strict=True)]
+        chart.y_labels = _count_ticks(max(stacked, default=0))
     for name, values in series.rows.items():
         chart.add(_xml_text(name), values)
     return _accessible(chart.render(is_unicode=True), series, labels, nonce)

@@ -38,7 +38,12 @@ class SendFilterForm(forms.Form):
 
     status = forms.ChoiceField(choices=STATUS_CHOICES, required=False)
     endpoint = forms.ChoiceField(choices=ENDPOINT_CHOICES, required=False)
-    to = forms.CharField(required=False, max_length=500, label="Recipient")
+    to = forms.CharField(
+        required=False,
+        max_length=500,
+        label="Recipient",
+        widget=forms.TextInput(attrs={"type": "search", "placeholder": "Exact recipient"}),
+    )
     before = forms.CharField(required=False, max_length=40, widget=forms.HiddenInput)
 
 
@@ -70,7 +75,12 @@ class SuppressionRemoveForm(forms.Form):
 
 
 class AddressSearchForm(forms.Form):
-    q = forms.CharField(required=False, max_length=320, label="Address")
+    q = forms.CharField(
+        required=False,
+        max_length=320,
+        label="Address",
+        widget=forms.TextInput(attrs={"type": "search", "placeholder": "Find an address"}),
+    )
     before = forms.CharField(required=False, max_length=40, widget=forms.HiddenInput)
 
     def clean_q(self) -> str:

@@ -151,7 +151,12 @@ class Attempt(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.delivery_id} #{self.number}"
+        # The label of an admin inline row: which attempt, when, and what came of it.
+        if self.status_code is not None:
+            outcome = f"HTTP {self.status_code}"
+        else:
+            outcome = self.error or "no answer"
+        return f"Attempt {self.number} at {self.created_at:%Y-%m-%d %H:%M:%S}: {outcome}"
 
     @property
     def succeeded(self) -> bool:

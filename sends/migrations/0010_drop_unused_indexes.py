@@ -79,7 +79,7 @@ def backwards(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("accounts", "0003_apikey_name_without_controls"),
-        ("sends", "0008_send_status_choices"),
+        ("sends", "0009_send_attachments"),
     ]
 
     operations = [

@@ -7,7 +7,7 @@ bodies written by hand (deep nesting cannot go through json.dumps), each under M
 
 import json
 
-from sends.html_limits import html_problem
+from sends.html_limits import MAX_ATTRIBUTES, MAX_ATTRIBUTES_PER_TAG, MAX_LINKS, html_problem
 from sends.inline_cost import TooCostly, inline_work
 
 BASE = {"to": "user@example.com", "subject": "Hostile", "content": "Hi"}
@@ -62,11 +62,13 @@ HTML = {
     "elements": "<style>p{color:red}</style>" + "<p>x</p>" * 120000,
     # Within the bounds of sends.html_limits: the most of each that a document may hold.
     "links at the bound, long targets": "".join(
-        f'<a href="https://example.com/{i}/{"p" * 400}?q={i}">x</a>' for i in range(2000)
+        f'<a href="https://example.com/{i}/{"p" * 400}?q={i}">x</a>' for i in range(MAX_LINKS)
     ),
     "links with 100 attributes each, attributes at the bound": "".join(
-        f'<a href="https://example.com/{i}" ' + " ".join(f"a{j}=1" for j in range(99)) + ">x</a>"
-        for i in range(600)
+        f'<a href="https://example.com/{i}" '
+        + " ".join(f"a{j}=1" for j in range(MAX_ATTRIBUTES_PER_TAG - 1))
+        + ">x</a>"
+        for i in range(MAX_ATTRIBUTES // MAX_ATTRIBUTES_PER_TAG)
     ),
     "tags at the bound": '<a href="https://example.com/">x</a>' + "<p>x</p>" * 9998,
     "nesting at the bound": '<a href="https://example.com/">x</a>' + "<div>" * 19998 + "x",

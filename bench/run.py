@@ -993,6 +993,7 @@ def main(argv: list[str] | None = None) -> int:
                 target.tokens[0],
                 args.connections,
                 fresh_p50_ms,
+                SMALL_BODY,
             )
         stream_report = None
         if not args.only or "stream" in args.only.split(","):

@@ -144,7 +144,7 @@ class SendEmailRequestSerializer(serializers.Serializer):
         required=False,
         help_text=(
             "The text/html part: CSS inlined, tracking injected. At most 1 MB, 20,000 tags, "
-            "100 attributes on one tag and 60,000 in all, 2,000 links (README, Body)."
+            "100 attributes on one tag and 30,000 in all, 1,000 links (README, Body)."
         ),
     )
     cc = _Recipients(required=False)

@@ -315,7 +315,7 @@ SEND_MAX_ATTACHMENT_BYTES = env_int("SEND_MAX_ATTACHMENT_BYTES", 10_000_000, min
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BYTES", 16_000_000, minimum=1024)
 # CSS inlining is skipped (HTML sent as written) above this bound on premailer's work, in
 # microseconds of the development machine (sends.inline_cost.inline_work).
-SEND_MAX_INLINE_WORK = env_int("SEND_MAX_INLINE_WORK", 200_000, minimum=0)
+SEND_MAX_INLINE_WORK = env_int("SEND_MAX_INLINE_WORK", 150_000, minimum=0)
 # The CSS inliner: premailer (the default) or css-inline (Rust, faster), under the same bound.
 CSS_INLINER = env_str("CSS_INLINER", "premailer")
 if CSS_INLINER not in ("premailer", "css-inline"):

@@ -24,8 +24,8 @@ from sends.tracking import attribute_texts, count_attributes
 
 MAX_TAGS = 20_000
 MAX_ATTRIBUTES_PER_TAG = 100
-MAX_ATTRIBUTES = 60_000  # on all tags together
-MAX_LINKS = 2_000
+MAX_ATTRIBUTES = 30_000  # on all tags together
+MAX_LINKS = 1_000
 
 _MARKUP_OPENER = re.compile(r"<[A-Za-z/!?]")
 _LINK_OPENER = re.compile(r"<[aA][\t\n\f\r />]")

@@ -8,10 +8,10 @@ from django.core.management import CommandError, call_command
 from django.db.models import Sum
 from rest_framework.test import APIClient
 
-from webhooks.management.commands import bootstrap_demo
 from accounts.models import ApiKey, Membership, Organization
 from sends.models import Policy, QueuedSend, Send
 from usage.models import UsageCounter
+from webhooks.management.commands import bootstrap_demo
 from webhooks.models import Endpoint
 
 pytestmark = pytest.mark.django_db

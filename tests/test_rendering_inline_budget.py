@@ -116,7 +116,7 @@ def test_the_issue_stylesheet_is_sent_as_written_with_a_warning(
 
     assert html == ISSUE_STYLESHEET
     [record] = warnings.records
-    assert record.getMessage() == "CSS inlining skipped: estimated work over 200000"
+    assert record.getMessage() == "CSS inlining skipped: estimated work over 150000"
 
 
 @pytest.mark.usefixtures("_no_tracking")
@@ -225,7 +225,10 @@ def test_the_estimate_stops_as_soon_as_it_passes_the_budget():
 
 
 def test_an_ordinary_template_estimates_within_the_default_budget():
-    assert inline_work(RECEIPT, 10**9) < 200_000
+    from fluxomail.settings import SEND_MAX_INLINE_WORK
+
+    assert SEND_MAX_INLINE_WORK == 150_000
+    assert inline_work(RECEIPT, 10**9) < SEND_MAX_INLINE_WORK
 
 
 # What no estimate bounds ------------------------------------------------------------------------

@@ -11,13 +11,13 @@ contains SHAPE are run under cProfile and the slowest functions printed.
 import argparse
 import cProfile
 import json
-import os
 import pstats
 import sys
 import time
 import uuid
 
-from bench.run import SMALL_BODY, SmtpCounter, ensure_database, parse_args, service_env
+from bench.profile import in_process_client
+from bench.run import SMALL_BODY, SmtpCounter, parse_args
 
 
 def main() -> int:
@@ -29,34 +29,8 @@ def main() -> int:
     args = parse_args(rest)
     smtp = SmtpCounter()
     try:
-        ensure_database(args.db, args)
-        os.environ.update(service_env(args.db, args, smtp.port))
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-        from django.test import Client
-
-        from accounts.models import ApiKey, Organization, Scope
-        from accounts.services import create_organization
+        client, token = in_process_client(args, smtp, "hostile-profile")
         from bench.hostile_run import hostile_bodies
-
-        call_command("migrate", verbosity=0)
-        organization = Organization.objects.filter(slug="bench").first() or create_organization(
-            name="Bench",
-            slug="bench",
-            owner_username="bench",
-            owner_password=None,
-            from_name="Bench",
-            from_email="bench@example.com",
-        )
-        _, token = ApiKey.objects.create_key(
-            organization=organization,
-            name="hostile-profile",
-            scopes=[Scope.SEND_EMAIL],
-            rate_limit_per_minute=10_000_000,
-        )
-        client = Client(HTTP_HOST="127.0.0.1")
 
         def send(body: str) -> tuple[float, int]:
             started = time.perf_counter()

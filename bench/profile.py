@@ -16,6 +16,38 @@ import uuid
 from bench.run import HTML_BODY, SMALL_BODY, SmtpCounter, ensure_database, parse_args, service_env
 
 
+def in_process_client(args, smtp: SmtpCounter, key_name: str):
+    """Django set up on the benchmark's settings and database (migrated), the bench
+    organization, a new send key for it, and a test client: (client, the key's token)."""
+    ensure_database(args.db, args)
+    os.environ.update(service_env(args.db, args, smtp.port))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.test import Client
+
+    from accounts.models import ApiKey, Organization, Scope
+    from accounts.services import create_organization
+
+    call_command("migrate", verbosity=0)
+    organization = Organization.objects.filter(slug="bench").first() or create_organization(
+        name="Bench",
+        slug="bench",
+        owner_username="bench",
+        owner_password=None,
+        from_name="Bench",
+        from_email="bench@example.com",
+    )
+    _, token = ApiKey.objects.create_key(
+        organization=organization,
+        name=key_name,
+        scopes=[Scope.SEND_EMAIL],
+        rate_limit_per_minute=10_000_000,
+    )
+    return Client(HTTP_HOST="127.0.0.1"), token
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile")
     parser.add_argument("--requests", type=int, default=300)
@@ -28,34 +60,9 @@ def main() -> int:
     args = parse_args(rest)
     smtp = SmtpCounter()
     try:
-        ensure_database(args.db, args)
-        os.environ.update(service_env(args.db, args, smtp.port))
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-        from django.test import Client
+        client, token = in_process_client(args, smtp, "profile")
         from pyinstrument import Profiler
 
-        from accounts.models import ApiKey, Organization, Scope
-        from accounts.services import create_organization
-
-        call_command("migrate", verbosity=0)
-        organization = Organization.objects.filter(slug="bench").first() or create_organization(
-            name="Bench",
-            slug="bench",
-            owner_username="bench",
-            owner_password=None,
-            from_name="Bench",
-            from_email="bench@example.com",
-        )
-        _, token = ApiKey.objects.create_key(
-            organization=organization,
-            name="profile",
-            scopes=[Scope.SEND_EMAIL],
-            rate_limit_per_minute=10_000_000,
-        )
-        client = Client(HTTP_HOST="127.0.0.1")
         body = json.dumps(HTML_BODY if options.html else SMALL_BODY)
 
         def send(key: str) -> int:

@@ -13,6 +13,7 @@ from contacts.models import (
     SyncRequest,
 )
 from contacts.services import suppress
+from tests.locks import wait_for_a_lock_wait
 
 URL = "/api/v1/contacts/sync"
 
@@ -421,7 +422,7 @@ def test_concurrent_requests_with_one_key_apply_the_batch_once(sync_key, monkeyp
     index), then replays the first answer."""
     import threading
 
-    from django.db import connection, connections
+    from django.db import connections
     from rest_framework.test import APIClient
 
     from contacts import sync as sync_module
@@ -447,15 +448,7 @@ def test_concurrent_requests_with_one_key_apply_the_batch_once(sync_key, monkeyp
     threads = [threading.Thread(target=call) for _ in range(2)]
     for thread in threads:
         thread.start()
-    with connection.cursor() as cursor:
-        for _ in range(3000):  # until one backend waits on the other's lock (at most ~30 s)
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            if cursor.fetchone()[0]:
-                break
-            threading.Event().wait(0.01)
+    wait_for_a_lock_wait()  # until one backend waits on the other's lock (at most 30 s)
     release.set()
     for thread in threads:
         thread.join(60)
@@ -475,7 +468,7 @@ def test_a_sync_racing_an_unsubscribe_logs_only_what_it_changed(sync_key, acme):
     unique index) and then adds nothing: the log names the recipient only."""
     import threading
 
-    from django.db import connection, connections, transaction
+    from django.db import connections, transaction
     from rest_framework.test import APIClient
 
     emails = ["ada@example.com", "bob@example.com"]
@@ -513,17 +506,8 @@ def test_a_sync_racing_an_unsubscribe_logs_only_what_it_changed(sync_key, acme):
     assert inserted.wait(30)
     threads.append(threading.Thread(target=crm))
     threads[1].start()
-    with connection.cursor() as cursor:
-        for _ in range(3000):  # until the sync waits on the recipient's row (at most ~30 s)
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            if cursor.fetchone()[0]:
-                break
-            threading.Event().wait(0.01)
-        else:
-            pytest.fail("the sync never waited on the recipient's row")
+    if not wait_for_a_lock_wait():
+        pytest.fail("the sync never waited on the recipient's row")
     release.set()
     for thread in threads:
         thread.join(60)

@@ -28,6 +28,7 @@ from contacts.models import Suppression, SuppressionChange
 from sends import provider_events
 from sends.events import iso
 from sends.models import Event, Message
+from tests.locks import wait_for_a_lock_wait
 from tests.problems import PROBLEM_MEMBERS
 from tests.test_settings import load_settings
 
@@ -1373,7 +1374,7 @@ def test_concurrent_posts_of_one_batch_record_each_event_once(
     """The second post's INSERT waits on the first's uncommitted dedupe keys (PostgreSQL's
     unique index), then skips them: each event, counter and suppression once, each event
     announced once, after commit."""
-    from django.db import connection, connections
+    from django.db import connections
     from django.test import Client
 
     from sends import events
@@ -1408,17 +1409,8 @@ def test_concurrent_posts_of_one_batch_record_each_event_once(
     threads = [threading.Thread(target=post) for _ in range(2)]
     for thread in threads:
         thread.start()
-    with connection.cursor() as cursor:
-        for _ in range(3000):  # until one backend waits on the other's lock (at most ~30 s)
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            if cursor.fetchone()[0]:
-                break
-            threading.Event().wait(0.01)
-        else:
-            pytest.fail("the second post never waited on the first")
+    if not wait_for_a_lock_wait():
+        pytest.fail("the second post never waited on the first")
     release.set()
     for thread in threads:
         thread.join(60)

@@ -16,6 +16,7 @@ from sends import idempotency, services
 from sends.delivery import PooledSMTPBackend
 from sends.models import IdempotencyRecord, Message, Send
 from tests.conftest import free_port
+from tests.locks import a_session_waits_on_a_lock
 from usage.models import UsageCounter
 
 SEND = "/api/v1/emails/send"
@@ -320,15 +321,6 @@ class TestConcurrency:
         assert Send.objects.count() == 1
 
 
-def _waiting_on_a_lock() -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        return cursor.fetchone()[0] > 0
-
-
 def _claim_committed_once_another_waits(organization, request, holding: threading.Event) -> None:
     """Another request's claim on the key: inserted, then committed only once some other
     session waits on it (the INSERT of the request under test, on the unique constraint)."""
@@ -346,7 +338,7 @@ def _claim_committed_once_another_waits(organization, request, holding: threadin
             )
             holding.set()
             for _ in range(600):
-                if _waiting_on_a_lock():
+                if a_session_waits_on_a_lock():
                     break
                 time.sleep(0.05)
     finally:

@@ -2,13 +2,12 @@
 on SQLite. The same rows, the same answers and the same signals either way."""
 
 import threading
-import time
 from datetime import timedelta
 
 import pytest
 import time_machine
 from django.core import mail
-from django.db import connection, connections, transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
 from contacts.services import suppress
@@ -25,6 +24,7 @@ from sends.models import (
     Send,
 )
 from sends.signals import event_recorded
+from tests.locks import wait_for_a_lock_wait
 
 SEND = "/api/v1/emails/send"
 
@@ -307,16 +307,7 @@ def test_a_claim_that_waits_for_a_concurrent_one_replays_its_answer(acme, seed_b
     waiting = threading.Thread(target=claimer)
     waiting.start()
     # Wait (bounded) until the claim's INSERT waits for the other transaction's lock.
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND wait_event_type = 'Lock'"
-            )
-            if cursor.fetchone()[0]:
-                break
-        time.sleep(0.02)
+    wait_for_a_lock_wait(10)
     commit.set()
     other.join(10)
     waiting.join(10)

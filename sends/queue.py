@@ -99,16 +99,17 @@ def accept(
 ) -> services.SendResult:
     """Stores the send (or re-queues a failed one) and its job; the 200 body says queued."""
     now = timezone.now()
+    fields = dict(
+        organization=org,
+        key=key,
+        endpoint=endpoint,
+        data=data,
+        request_id=request_id,
+        idempotency_key=idempotency_key,
+    )
     if send is None and sql.enabled():
         # PostgreSQL: the send, its job and the key's answer in one statement (sends/sql.py).
-        send = services.new_send(
-            organization=org,
-            key=key,
-            endpoint=endpoint,
-            data=data,
-            request_id=request_id,
-            idempotency_key=idempotency_key,
-        )
+        send = services.new_send(**fields)
         send.status = Send.Status.QUEUED
         job = _job(send, data, now)
         body = answer(send)
@@ -118,14 +119,7 @@ def accept(
         return services.SendResult(body)
     with transaction.atomic():
         if send is None:
-            send = services._create_send(
-                organization=org,
-                key=key,
-                endpoint=endpoint,
-                data=data,
-                request_id=request_id,
-                idempotency_key=idempotency_key,
-            )
+            send = services._create_send(**fields)
         send.mark(Send.Status.QUEUED)
         job = _job(send, data, now)
         job.save(force_insert=True)

@@ -88,18 +88,9 @@ def _build_message(
     return message
 
 
-def _create_send(
-    *, organization, key, endpoint, data, request_id, idempotency_key, suppressed=()
-) -> Send:
-    send = new_send(
-        organization=organization,
-        key=key,
-        endpoint=endpoint,
-        data=data,
-        request_id=request_id,
-        idempotency_key=idempotency_key,
-        suppressed=suppressed,
-    )
+def _create_send(**fields) -> Send:
+    """new_send(**fields), inserted."""
+    send = new_send(**fields)
     send.save(force_insert=True)
     return send
 

@@ -5,6 +5,10 @@ asyncio process, prints "ready" once every stream has started, then records each
 stream receives and when, until a line "stop" arrives on stdin. Writes OUT (JSON): per stream,
 the ids in the order received; and the delivery latencies: the receipt time less the time in the
 event's id (made just before its transaction committed, so a latency is an upper bound).
+
+These clients stand in for subscribers on other hosts, yet share this machine's two cores with
+the server they measure: while streams are open, each one only keeps what it reads with the
+time it arrived; the frames are parsed once "stop" has come.
 """
 
 import asyncio
@@ -26,6 +30,7 @@ def id_ms(public_id: str) -> int:
 
 class Subscriber:
     def __init__(self):
+        self.reads: list[tuple[float, bytes]] = []  # (receipt time in ms, bytes read)
         self.ids: list[str] = []
         self.latencies_ms: list[float] = []
         self.ended = False
@@ -42,25 +47,32 @@ class Subscriber:
         status = await reader.readline()
         if b" 200 " not in status:
             raise SystemExit(f"stream refused: {status!r}")
-        buffer = b""
+        head = b""
         try:
             while True:
                 data = await reader.read(65536)
                 if not data:
                     self.ended = True
                     return
-                now_ms = time.time() * 1000
-                buffer += data
-                if not started.is_set() and b"retry: 2000" in buffer:
-                    started.set()
-                cut = buffer.rfind(b"\n") + 1
-                for match in _ID.finditer(buffer, 0, cut):
-                    public_id = match.group(1).decode()
-                    self.ids.append(public_id)
-                    self.latencies_ms.append(now_ms - id_ms(public_id))
-                buffer = buffer[cut:]
+                self.reads.append((time.time() * 1000, data))
+                if not started.is_set():
+                    head += data
+                    if b"retry: 2000" in head:
+                        started.set()
         finally:
             writer.close()
+
+    def parse(self) -> None:
+        """Each event id, and its latency: the time of the read that completed its line."""
+        buffer = b""
+        for now_ms, data in self.reads:
+            buffer += data
+            cut = buffer.rfind(b"\n") + 1
+            for match in _ID.finditer(buffer, 0, cut):
+                public_id = match.group(1).decode()
+                self.ids.append(public_id)
+                self.latencies_ms.append(now_ms - id_ms(public_id))
+            buffer = buffer[cut:]
 
 
 async def main(port: int, token: str, count: int, out: str) -> None:
@@ -76,6 +88,8 @@ async def main(port: int, token: str, count: int, out: str) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    for subscriber in subscribers:
+        subscriber.parse()
     with open(out, "w") as handle:
         json.dump(
             {

@@ -39,7 +39,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from asgiref.sync import sync_to_async
@@ -97,12 +97,17 @@ def database_slot() -> Iterator[None]:
 
 @dataclass(frozen=True)
 class Published:
-    """One event as the poller hands it out: what subscribers filter on, and its JSON once."""
+    """One event as the poller hands it out: what subscribers filter on, its JSON and its SSE
+    frame, each made once for every subscriber."""
 
     public_id: str
     organization_id: int
     event: Event
     data: str
+    frame: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "frame", f"id: {self.public_id}\ndata: {self.data}\n\n")
 
     @classmethod
     def of(cls, event: Event) -> Published:
@@ -111,15 +116,25 @@ class Published:
 
 
 class Subscriber:
-    """One stream's queue. `offer` runs on the poller's thread; the rest on the stream's own
-    (a thread under WSGI, the event loop under ASGI)."""
+    """One stream's queue. `offer`/`put` run on the poller's thread; the rest on the stream's
+    own (a thread under WSGI, the event loop under ASGI). `filters` names what `matches` keeps:
+    subscribers with the same organization and filters share one filtering of each poll."""
 
-    def __init__(self, *, organization_id: int, key_id: int, matches: Callable[[Event], bool]):
+    def __init__(
+        self,
+        *,
+        organization_id: int,
+        key_id: int,
+        matches: Callable[[Event], bool],
+        filters: str = "",
+    ):
         self.organization_id = organization_id
         self.key_id = key_id
         self.matches = matches
+        self.filters = filters
         self.ended = False  # overflowed, or its key is no longer valid
         self._items: list[Published] = []
+        self._ascending = True  # _items in id order (each poll's are; a late one breaks it)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready: asyncio.Event | threading.Event = threading.Event()
@@ -129,21 +144,30 @@ class Subscriber:
         self._loop = asyncio.get_running_loop()
         self._ready = asyncio.Event()
 
-    def offer(self, published: list[Published]) -> None:
-        mine = [
+    def mine(self, published: list[Published]) -> list[Published]:
+        return [
             item
             for item in published
             if item.organization_id == self.organization_id and self.matches(item.event)
         ]
+
+    def offer(self, published: list[Published]) -> None:
+        if self.put(self.mine(published)):
+            self._wake()
+
+    def put(self, mine: list[Published]) -> bool:
+        """Queues events already filtered for this subscriber; True if it should be woken."""
         if not mine:
-            return
+            return False
         with self._lock:
             if len(self._items) + len(mine) > settings.STREAM_QUEUE_MAX:
                 self._items.clear()
                 self.ended = True
             else:
+                if self._items and mine[0].public_id <= self._items[-1].public_id:
+                    self._ascending = False
                 self._items.extend(mine)
-        self._wake()
+        return True
 
     def end(self) -> None:
         self.ended = True
@@ -158,11 +182,13 @@ class Subscriber:
         except RuntimeError:  # the loop has closed: the stream is gone
             pass
 
-    def take(self) -> list[Published]:
+    def take(self) -> tuple[list[Published], bool]:
+        """The queued events, and whether they are in id order."""
         with self._lock:
             items, self._items = self._items, []
+            ascending, self._ascending = self._ascending, True
             self._ready.clear()
-        return items
+        return items, ascending
 
     def wait(self, timeout: float) -> None:
         self._ready.wait(timeout)
@@ -174,6 +200,35 @@ class Subscriber:
                 await self._ready.wait()
         except TimeoutError:
             pass
+
+
+def deliver(subscribers: list[Subscriber], published: list[Published]) -> None:
+    """Hands one poll's events to every subscriber: filtered once per (organization, filters),
+    and one wake-up call per event loop, not per subscriber."""
+    if not published:
+        return
+    shares: dict[tuple[int, str], list[Published]] = {}
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Event]] = {}
+    for subscriber in subscribers:
+        share_key = (subscriber.organization_id, subscriber.filters)
+        if share_key not in shares:
+            shares[share_key] = subscriber.mine(published)
+        if not subscriber.put(shares[share_key]):
+            continue
+        if subscriber._loop is None:
+            subscriber._ready.set()
+        else:
+            by_loop.setdefault(subscriber._loop, []).append(subscriber._ready)
+    for loop, ready in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_set_all, ready)
+        except RuntimeError:  # the loop has closed: its streams are gone
+            pass
+
+
+def _set_all(events: list[asyncio.Event]) -> None:
+    for event in events:
+        event.set()
 
 
 class Poller:
@@ -266,8 +321,7 @@ class Hub:
                     logger.warning("event stream poll failed: %s", type(exc).__name__)
                     connection.close()
                     published = []
-                for subscriber in subscribers:
-                    subscriber.offer(published)
+                deliver(subscribers, published)
                 elapsed = time.monotonic() - started
                 time.sleep(max(0.0, settings.STREAM_POLL_SECONDS - elapsed))
         finally:
@@ -298,7 +352,10 @@ class Stream:
         self.sent: dict[str, None] = {}  # ids sent within the look-back window
         self._next_ping = time.monotonic() + settings.STREAM_PING_SECONDS
         self.subscriber = Subscriber(
-            organization_id=organization.pk, key_id=key_id, matches=event_matcher(params)
+            organization_id=organization.pk,
+            key_id=key_id,
+            matches=event_matcher(params),
+            filters=repr(sorted((k, v) for k, v in params.items() if k != "since")),
         )
 
     def _frame(self, item: Published) -> str:
@@ -309,7 +366,7 @@ class Stream:
         self.sent[item.public_id] = None
         if item.public_id > self.last:
             self.last = item.public_id
-            return f"id: {item.public_id}\ndata: {item.data}\n\n"
+            return item.frame
         # Late (see the module's docstring): no `id:`, so Last-Event-ID stays where it is.
         return f"data: {item.data}\n\n"
 
@@ -346,7 +403,15 @@ class Stream:
 
     def live(self) -> str:
         """The queued live events, and a ping when one is due."""
-        text = "".join(self._frame(item) for item in self.subscriber.take())
+        items, ascending = self.subscriber.take()
+        if ascending and items and items[0].public_id > self.last:
+            # The usual case, all new and in order: none was sent before (every id sent is at
+            # most `last`, which is at least the resume point), and each goes with its `id:`.
+            self.sent.update(dict.fromkeys(item.public_id for item in items))
+            self.last = items[-1].public_id
+            text = "".join(item.frame for item in items)
+        else:
+            text = "".join(self._frame(item) for item in items)
         self._forget_old()
         if time.monotonic() >= self._next_ping:
             text += PING

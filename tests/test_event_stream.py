@@ -23,7 +23,7 @@ from fluxomail.ids import new_id
 from fluxomail.log_redaction import redact
 from sends import events
 from sends.models import Event, Send
-from sends.stream import STREAM_PAGE, Poller, Published, Stream
+from sends.stream import STREAM_PAGE, Poller, Published, Stream, deliver
 from tests.conftest import SEED_BODY
 from tests.problems import problem
 
@@ -254,6 +254,47 @@ def test_a_late_event_is_sent_once_without_an_id_and_older_ones_not_at_all(acme)
 
 
 @pytest.mark.django_db
+def test_events_in_order_are_sent_with_their_ids_and_remembered(acme):
+    a, b, c, d = (new_id("evt") for _ in range(4))  # increasing
+    stream = Stream(organization=acme, key_id=1, params={})
+    stream.subscriber.organization_id = 0
+    stream.subscriber.offer([item(a), item(b)])
+    stream.subscriber.offer([item(d)])
+    assert stream.live() == "".join(f"id: {x}\ndata: {item(x).data}\n\n" for x in (a, b, d))
+    assert stream.last == d
+    # Two polls' worth out of order (c committed late): c goes without an id, b not again.
+    stream.subscriber.offer([item(c)])
+    stream.subscriber.offer([item(b)])
+    assert stream.live() == f"data: {item(c).data}\n\n"
+    assert stream.last == d
+
+
+@pytest.mark.django_db
+def test_one_poll_is_filtered_once_per_organization_and_filters(acme):
+    ours, theirs = acme.pk, acme.pk + 1
+    event_ids = [new_id("evt") for _ in range(3)]
+    published = [
+        Published(event_ids[0], ours, Event(type="email.sent"), "{}"),
+        Published(event_ids[1], ours, Event(type="email.delivered"), "{}"),
+        Published(event_ids[2], theirs, Event(type="email.sent"), "{}"),
+    ]
+    streams = [
+        Stream(organization=acme, key_id=1, params={}),
+        Stream(organization=acme, key_id=2, params={}),
+        Stream(organization=acme, key_id=3, params={"types": ["email.delivered"]}),
+    ]
+    calls = []
+    for stream in streams:
+        matches = stream.subscriber.matches
+        stream.subscriber.matches = lambda event, matches=matches: calls.append(1) or matches(event)
+    deliver([stream.subscriber for stream in streams], published)
+    taken = [[p.public_id for p in stream.subscriber.take()[0]] for stream in streams]
+    assert taken == [event_ids[:2], event_ids[:2], event_ids[1:2]]
+    # Two distinct filter sets, each run on our organization's two events: not three times.
+    assert len(calls) == 4
+
+
+@pytest.mark.django_db
 def test_a_subscriber_whose_queue_overflows_ends(acme, settings):
     settings.STREAM_QUEUE_MAX = 2
     stream = Stream(organization=acme, key_id=1, params={})
@@ -262,7 +303,7 @@ def test_a_subscriber_whose_queue_overflows_ends(acme, settings):
     assert not stream.subscriber.ended
     stream.subscriber.offer([item(new_id("evt"))])
     assert stream.subscriber.ended
-    assert stream.subscriber.take() == []
+    assert stream.subscriber.take() == ([], True)
 
 
 @pytest.mark.django_db

@@ -52,26 +52,38 @@ def _table(model: type[Model]) -> str:
     return _quote(model._meta.db_table)
 
 
-def _fields(model: type[Model], *, with_pk: bool = False) -> list[Field]:
-    return [f for f in model._meta.concrete_fields if with_pk or not f.primary_key]
+@cache
+def _fields(model: type[Model], *, with_pk: bool = False) -> tuple[Field, ...]:
+    return tuple(f for f in model._meta.concrete_fields if with_pk or not f.primary_key)
 
 
-def _columns(fields: list[Field]) -> str:
+def _columns(fields: tuple[Field, ...]) -> str:
     return ", ".join(_quote(f.column) for f in fields)
 
 
-def _values(instance: Model, fields: list[Field]) -> list:
+def _values(instance: Model, fields: tuple[Field, ...] | list[Field]) -> list:
     """The instance's values as the ORM's INSERT sends them."""
     return [f.get_db_prep_save(getattr(instance, f.attname), connection) for f in fields]
 
 
-def _load(model: type[Model], fields: list[Field], values) -> Model:
+@cache
+def _converters(model: type[Model], fields: tuple[Field, ...]) -> tuple:
+    """Each field's column and the converters of its value as read, as the ORM's SELECT finds
+    them: the same for every row (one database per process on this path)."""
+    table = model._meta.db_table
+    plan = []
+    for field in fields:
+        column = field.get_col(table)
+        converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+        plan.append((column, tuple(converters)))
+    return tuple(plan)
+
+
+def _load(model: type[Model], fields: tuple[Field, ...], values) -> Model:
     """A model instance from raw column values, converted as the ORM's SELECT converts them
     (jsonb text into Python, for instance)."""
     converted = []
-    for field, value in zip(fields, values, strict=True):
-        column = field.get_col(model._meta.db_table)
-        converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+    for (column, converters), value in zip(_converters(model, fields), values, strict=True):
         for converter in converters:
             value = converter(value, column, connection)
         converted.append(value)

@@ -106,3 +106,24 @@ def test_readyz_names_an_unreachable_broker(client, db, settings):
     assert response.status_code == 503
     assert response.json()["failing"] == ["broker"]
     assert response.json()["checks"]["broker"] == "unavailable"
+
+
+def test_an_unknown_page_is_our_404_page(client, db):
+    response = client.get("/no-such-page/")
+
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")
+    html = response.content.decode()
+    assert "<title>Page not found · Fluxomail</title>" in html
+    assert '<a href="/dashboard/">Dashboard</a>' in html
+
+
+def test_a_server_error_on_a_page_is_our_500_page(rf):
+    from fluxomail.api import handler500
+
+    response = handler500(rf.get("/dashboard/"))
+
+    assert response.status_code == 500
+    html = response.content.decode()
+    assert "<title>Something went wrong · Fluxomail</title>" in html
+    assert "Traceback" not in html

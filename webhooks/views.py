@@ -2,6 +2,7 @@
 or off, send a test event, delete) and each endpoint's delivery log with redelivery and the
 reason it was disabled. Owners and admins change things; members look."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
@@ -76,6 +77,7 @@ def _detail(request: HttpRequest, endpoint: Endpoint, new_secret: str | None = N
         "deliveries": log,
         "can_manage": request.membership.can_manage_keys,
         "new_secret": new_secret,
+        "log_days": settings.WEBHOOK_LOG_DAYS,
     }
     return render(request, "dashboard/webhook_detail.html", context)
 

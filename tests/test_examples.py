@@ -95,6 +95,7 @@ def test_follow_example_walks_a_send_through_stream_list_timeline_and_metrics(
     ]
     assert first.idempotency_key.startswith("follow-")
     sent = Event.objects.get(send=first)
+    assert sent.type == "email.sent"
     assert summary == {
         "ok": True,
         "sendId": first.public_id,

@@ -1,5 +1,5 @@
-"""The README's examples (examples/send.sh, send.py, send.mjs) run as a user would run them,
-against a live server that delivers to a real SMTP server; and the README's webhook
+"""The README's examples (examples/send.sh, send.py, send.mjs, follow.mjs) run as a user would
+run them, against a live server that delivers to a real SMTP server; and the README's webhook
 verification snippets (Python and Node.js), taken from README.md as they are printed, run
 against real signed deliveries."""
 
@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from django.utils.datastructures import CaseInsensitiveMapping
 
+from accounts.models import Scope
 from fluxomail import webhook_receiver
 from sends import events
-from sends.models import Send
+from sends.models import Event, Send
 from tests.receivers import Receiver
 from webhooks import delivery, signing
 from webhooks.api import rotate_secret
@@ -59,6 +60,55 @@ def test_each_example_sends_one_email_through_a_live_server(send_key, example):
     assert (send.to, send.subject, send.status) == ("user@example.com", "Hello", "sent")
     assert send.idempotency_key.startswith("example-")
     assert len(smtp.messages) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.node
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("kind", ["uvicorn", "runserver"])
+def test_follow_example_walks_a_send_through_stream_list_timeline_and_metrics(
+    alice, make_key, kind
+):
+    """examples/follow.mjs, written from SPEC sections 4 and 7 to 9 only, stands in for the
+    official SDK's smoke test (the SDK is not on npm). The stream needs a server that keeps it
+    open: uvicorn with the ASGI application, as production serves it, or `make run`'s
+    runserver."""
+    from tests.servers import FaultySmtp, LiveServers
+
+    key = make_key(alice.organization, scopes=[Scope.SEND_EMAIL, Scope.READ_SENDS])
+    with (
+        FaultySmtp() as smtp,
+        LiveServers(count=1, kind=kind, workers=1, smtp_port=smtp.port) as servers,
+    ):
+        env = dict(os.environ, FLUXOMAIL_URL=servers[0].url, FLUXOMAIL_KEY=key.token)
+        result = subprocess.run(
+            _command("follow.mjs"), env=env, capture_output=True, text=True, timeout=120
+        )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    first = Send.objects.get(public_id=summary["sendId"])
+    again = Send.objects.get(public_id=summary["resumed"]["sendId"])
+    assert [(s.to, s.subject, s.status) for s in (first, again)] == [
+        ("user@example.com", "Hello", "sent"),
+        ("user@example.com", "Hello again", "sent"),
+    ]
+    assert first.idempotency_key.startswith("follow-")
+    sent = Event.objects.get(send=first)
+    assert sent.type == "email.sent"
+    assert summary == {
+        "ok": True,
+        "sendId": first.public_id,
+        "events": [sent.public_id],
+        "listed": 1,
+        "timeline": 1,
+        "totalSent": 1,  # read before the second send
+        "error": "validation_error",
+        "resumed": {"sendId": again.public_id, "events": 1, "repeated": 0},
+    }
+    # The bad body of step 9 stored nothing: two sends, two messages delivered.
+    assert Send.objects.filter(organization=alice.organization).count() == 2
+    assert len(smtp.messages) == 2
 
 
 # -- verifying webhooks (README, "Outbound webhooks") -------------------------------------------
@@ -189,3 +239,24 @@ def test_the_readmes_node_verification_accepts_real_deliveries_and_refuses_the_r
     assert list(zip([name for name, *_ in cases], said, strict=True)) == [
         (name, expected) for name, *_, expected in cases
     ]
+
+
+@pytest.mark.postgres
+@pytest.mark.node
+@pytest.mark.django_db(transaction=True)
+def test_follow_example_names_the_answer_that_differs_and_exits_1(send_key):
+    from tests.servers import LiveServers
+
+    with LiveServers(count=1, kind="uvicorn", workers=1) as servers:
+        env = dict(os.environ, FLUXOMAIL_URL=servers[0].url, FLUXOMAIL_KEY=send_key.token)
+        result = subprocess.run(
+            _command("follow.mjs"), env=env, capture_output=True, text=True, timeout=60
+        )
+
+    assert (result.returncode, result.stdout, result.stderr) == (
+        1,
+        "",
+        "follow.mjs: whoami: expected 200, got 403 "
+        "(missing_scope: Forbidden: missing scope read_sends)\n",
+    )
+    assert not Send.objects.exists()

@@ -57,6 +57,13 @@ PER_SIBLING = 0.02  # :first-child / :last-child count the siblings of every can
 PER_MATCH = 8  # an element's style list, merge and basic attributes
 PER_MATCH_DECLARATION = 1.5
 PER_WHITESPACE_PAIR = 0.003  # premailer's "\s*!important" over a whitespace run
+# Per byte that inlining adds to the document: premailer serialises it, and the send path reads
+# the larger document again (tracking, the MIME part, storage, the SMTP hand-off).
+PER_ADDED_BYTE = 1.0
+# What a rule adds to an element at most: ' style=""', and "; " between its declarations as
+# cssutils serialises them.
+ADDED_PER_MATCH = len(' style=""')
+ADDED_PER_DECLARATION = 2
 
 # libxml2 drops the rest of a document once it nests deeper than 255 elements; html and body
 # may be implied above what the document says.
@@ -424,6 +431,7 @@ class _Rule:
     declarations: int
     parse: float  # what cssutils' parse of its declarations costs
     important: bool  # premailer splits the rule in two and matches its selectors twice
+    length: int  # of its declarations' text
 
 
 @dataclass
@@ -556,7 +564,15 @@ def _close(sheet: _Sheet, blocks: list[_Block], css: str, end: int) -> None:
         sheet.rules += 1
     if block.matched:
         content = css[block.start : end]
-        sheet.matched.append(_Rule(block.prelude, len(declarations), parse, "!" in content))
+        sheet.matched.append(
+            _Rule(block.prelude, len(declarations), parse, "!" in content, _serialised(content))
+        )
+
+
+def _serialised(content: str) -> int:
+    """The length of a block's declarations as cssutils writes them back, at most: whitespace
+    runs become one space (comments are counted as written: more)."""
+    return len(content) - sum(len(run) - 1 for run in _WHITESPACE_RUN.findall(content))
 
 
 def _style_attribute_work(style: str) -> float:
@@ -704,10 +720,12 @@ def inline_work(html: str, limit: int) -> int:
                     # The declarations are parsed again, merged into every match, and parsed
                     # once more on every image (premailer looks for a float there).
                     images = min(matches, document.names["img"] + document.wild)
+                    added = ADDED_PER_MATCH + rule.length + ADDED_PER_DECLARATION * declarations
                     meter.add(
                         evaluations * (rule.parse + PER_MATCH * matches)
                         + PER_MATCH_DECLARATION * matches * declarations
                         + images * rule.parse
+                        + PER_ADDED_BYTE * matches * added
                     )
     for styled in document.styled:
         # premailer parses the style attribute of what a rule matches, and of every image.

@@ -6,6 +6,7 @@ One module so that every change to the HTML happens in one place and in one orde
 import contextvars
 import functools
 import logging
+import re
 
 import css_inline
 import cssutils
@@ -112,6 +113,12 @@ def _merge_styles(inline_style, new_styles, classes, remove_unset_properties=Fal
 
 
 premailer.premailer.merge_styles = _merge_styles
+
+# premailer strips "!important" from the rules it leaves in <style> with r"\s*!important", which
+# tries every position of a whitespace run and scans the rest of it (7,000 spaces: 70 ms). A
+# match can only start where a run starts (the same run then ends at the same place), so this
+# pattern finds the same matches, and scans each run once.
+premailer.premailer._importants = re.compile(r"(?<!\s)\s*+!important")
 
 
 def _premailer(html: str) -> str:

@@ -57,6 +57,13 @@ PER_SIBLING = 0.02  # :first-child / :last-child count the siblings of every can
 PER_MATCH = 8  # an element's style list, merge and basic attributes
 PER_MATCH_DECLARATION = 1.5
 PER_WHITESPACE_PAIR = 0.003  # premailer's "\s*!important" over a whitespace run
+# Per byte that inlining adds to the document: premailer serialises it, and the send path reads
+# the larger document again (tracking, the MIME part, storage, the SMTP hand-off).
+PER_ADDED_BYTE = 1.0
+# What a rule adds to an element at most: ' style=""', and "; " between its declarations as
+# cssutils serialises them.
+ADDED_PER_MATCH = len(' style=""')
+ADDED_PER_DECLARATION = 2
 
 # libxml2 drops the rest of a document once it nests deeper than 255 elements; html and body
 # may be implied above what the document says.
@@ -221,90 +228,147 @@ _MARKUP = re.compile(
 )
 
 
-def _read_html(html: str, meter: _Meter) -> _Document:
-    document = _Document()
-    stack: list[str] = []  # open elements, never fewer than libxml2 keeps open
-    lower: str | None = None
-    meter.add(PER_BYTE * len(html))
-    i = 0
-    while i != -1 and (markup := _MARKUP.search(html, i)):
-        closing, name, attrs, comment, bogus, unterminated = markup.groups()
-        i = markup.end()
-        if comment:
-            meter.add(PER_COMMENT_NODE)
-            document.comments += 1
-            i = _comment_end(html, markup.start())
-        elif bogus:
-            meter.add(PER_COMMENT_NODE)
-            document.comments += 1
-            end = html.find(">", i)
-            i = -1 if end == -1 else end + 1
-        elif unterminated:
-            break
-        elif closing:
-            # An end tag closes the current element; libxml2 may close more, never less.
-            if stack and stack[-1] == name.lower():
-                stack.pop()
-        else:
-            name = name.lower()
-            _start_tag(document, stack, name, attrs, meter)
-            if name == "plaintext":
-                break
-            if name in _RAW_TEXT:
-                if lower is None:
-                    lower = html.lower()  # once: many raw-text elements stay linear
-                end = _script_end(lower, i) if name == "script" else _raw_text_end(lower, i, name)
-                if end != -1 and _TAG.match(html, end) is None:
-                    end = -1  # an end tag left open at the end is text
-                if name == "style":
-                    document.stylesheets.append(html[i:] if end == -1 else html[i:end])
-                i = end
-    return document
+@dataclass(frozen=True)
+class _Attributes:
+    """What the reading keeps of a start tag's attribute text (the same text, the same result:
+    a template's tags repeat a few attribute texts, read once per document)."""
+
+    work: float  # libxml2's duplicate check
+    class_value: str | None
+    id: str | None
+    wild: bool
+    style: str | None
+    classes: tuple[str, ...]  # of an element with a style attribute
 
 
-def _start_tag(document: _Document, stack: list[str], name: str, attrs: str, meter) -> None:
-    meter.add(PER_ELEMENT)
-    document.elements += 1
-    document.names[name] += 1
-    while stack and name in _CLOSED_BY.get(stack[-1], ()):
-        stack.pop()
-    if len(stack) + 1 > document.depth:
-        document.depth = len(stack) + 1
-        if document.depth > MAX_DEPTH:
-            raise TooCostly(f"nested deeper than {MAX_DEPTH} elements")
-    if name not in _VOID:
-        stack.append(name)
-    if not attrs:
-        return
-    document.attribute_bytes += len(attrs)
-    lower = attrs.lower()
-    if len(attrs) < 64 and not any(name in lower for name in ("class", "id", "style")):
-        return  # nothing this module reads, and too short for many attributes
+_PLAIN = _Attributes(0, None, None, False, None, ())
+
+
+def _read_attributes(attrs: str, meter: _Meter, spent: float) -> _Attributes:
+    if len(attrs) < 64 and not any(name in attrs.lower() for name in ("class", "id", "style")):
+        return _PLAIN  # nothing this module reads, and too short for many attributes
     attributes = _ATTRIBUTE.findall(attrs)
-    meter.add(PER_ATTRIBUTE_PAIR * len(attributes) ** 2)
+    work = PER_ATTRIBUTE_PAIR * len(attributes) ** 2
+    meter.check(spent + work)  # before a Python step per attribute
     values: dict[str, str] = {}
     for attribute_name, raw in attributes:
         # libxml2 keeps the first of duplicate attributes.
         values.setdefault(attribute_name.lower(), raw)
+    class_value = element_id = style = None
     classes: tuple[str, ...] = ()
-    element_id = None
     wild = False
     if "class" in values:
-        value = _attribute_value(values["class"])
-        document.class_values.append(value)
-        wild = "&" in value
+        class_value = _attribute_value(values["class"])
+        wild = "&" in class_value
     if "id" in values:
         element_id = _attribute_value(values["id"]).lower()
         wild = wild or "&" in element_id
-        document.ids[element_id] += 1
-    document.wild += wild
     if "style" in values:
         style = _attribute_value(values["style"])
         if "&" in style:
             style = html_lib.unescape(style)
-        if "class" in values:
-            classes = tuple(_attribute_value(values["class"]).lower().split())
-        document.styled.append(_Styled(name, classes, element_id, wild, style))
+        if class_value is not None:
+            classes = tuple(class_value.lower().split())
+    return _Attributes(work, class_value, element_id, wild, style, classes)
+
+
+def _read_html(html: str, meter: _Meter) -> _Document:
+    """One pass of _MARKUP over the document, with as little Python per tag as it allows: the
+    tags' cost is counted in `spent` and checked against what is left of the budget at every
+    tag, the names counted in C at the end, and each distinct attribute text read once."""
+    document = _Document()
+    stack: list[str] = []  # open elements, never fewer than libxml2 keeps open
+    lower: str | None = None
+    meter.add(PER_BYTE * len(html))
+    left = meter.limit - meter.total
+    spent = 0.0  # elements, comments and attributes, added to the meter at the end
+    names: list[str] = []
+    read: dict[str, _Attributes] = {}
+    depth = 0
+    attribute_bytes = 0
+    wild = 0
+    class_values = document.class_values
+    ids = document.ids
+    closed_by = _CLOSED_BY
+    i = 0
+    while i != -1:
+        for markup in _MARKUP.finditer(html, i):
+            closing, name, attrs, comment, bogus, unterminated = markup.groups()
+            if name is not None:
+                name = name.lower()
+                if closing:
+                    # An end tag closes the current element; libxml2 may close more, never less.
+                    if stack and stack[-1] == name:
+                        stack.pop()
+                    continue
+                spent += PER_ELEMENT
+                names.append(name)
+                while stack and name in closed_by.get(stack[-1], ()):
+                    stack.pop()
+                if len(stack) >= depth:
+                    depth = len(stack) + 1
+                    if depth > MAX_DEPTH:
+                        raise TooCostly(f"nested deeper than {MAX_DEPTH} elements")
+                if name not in _VOID:
+                    stack.append(name)
+                if attrs:
+                    attribute_bytes += len(attrs)
+                    tag = read.get(attrs)
+                    if tag is None:
+                        tag = read[attrs] = _read_attributes(attrs, meter, spent)
+                    if tag is not _PLAIN:
+                        spent += tag.work
+                        if tag.class_value is not None:
+                            class_values.append(tag.class_value)
+                        if tag.id is not None:
+                            ids[tag.id] += 1
+                        wild += tag.wild
+                        if tag.style is not None:
+                            styled = _Styled(name, tag.classes, tag.id, tag.wild, tag.style)
+                            document.styled.append(styled)
+                if spent > left:
+                    meter.check(spent)
+                if name in _RAW_TEXT or name == "plaintext":
+                    if lower is None:
+                        lower = html.lower()  # once: many raw-text elements stay linear
+                    i = _raw_text(html, lower, markup.end(), name, document)
+                    break
+            elif unterminated:
+                i = -1
+                break
+            else:  # a comment, doctype, processing instruction or bogus comment
+                spent += PER_COMMENT_NODE
+                document.comments += 1
+                if comment:
+                    i = _comment_end(html, markup.start())
+                else:
+                    end = html.find(">", markup.end())
+                    i = -1 if end == -1 else end + 1
+                if spent > left:
+                    meter.check(spent)
+                break
+        else:
+            break
+    document.elements = len(names)
+    document.names = Counter(names)
+    document.depth = depth
+    document.attribute_bytes = attribute_bytes
+    document.wild = wild
+    meter.add(spent)
+    return document
+
+
+def _raw_text(html: str, lower: str, i: int, name: str, document: _Document) -> int:
+    """Where reading resumes after a raw-text element whose content starts at i (-1: nowhere);
+    a <style>'s content is kept."""
+    if name == "plaintext":
+        return -1
+    end = _script_end(lower, i) if name == "script" else _raw_text_end(lower, i, name)
+    if end != -1 and _TAG.match(html, end) is None:
+        end = -1  # an end tag left open at the end is text
+    if name == "style":
+        document.stylesheets.append(html[i:] if end == -1 else html[i:end])
+    return end
 
 
 # CSS ------------------------------------------------------------------------------------------
@@ -367,6 +431,7 @@ class _Rule:
     declarations: int
     parse: float  # what cssutils' parse of its declarations costs
     important: bool  # premailer splits the rule in two and matches its selectors twice
+    length: int  # of its declarations' text
 
 
 @dataclass
@@ -499,7 +564,15 @@ def _close(sheet: _Sheet, blocks: list[_Block], css: str, end: int) -> None:
         sheet.rules += 1
     if block.matched:
         content = css[block.start : end]
-        sheet.matched.append(_Rule(block.prelude, len(declarations), parse, "!" in content))
+        sheet.matched.append(
+            _Rule(block.prelude, len(declarations), parse, "!" in content, _serialised(content))
+        )
+
+
+def _serialised(content: str) -> int:
+    """The length of a block's declarations as cssutils writes them back, at most: whitespace
+    runs become one space (comments are counted as written: more)."""
+    return len(content) - sum(len(run) - 1 for run in _WHITESPACE_RUN.findall(content))
 
 
 def _style_attribute_work(style: str) -> float:
@@ -647,10 +720,12 @@ def inline_work(html: str, limit: int) -> int:
                     # The declarations are parsed again, merged into every match, and parsed
                     # once more on every image (premailer looks for a float there).
                     images = min(matches, document.names["img"] + document.wild)
+                    added = ADDED_PER_MATCH + rule.length + ADDED_PER_DECLARATION * declarations
                     meter.add(
                         evaluations * (rule.parse + PER_MATCH * matches)
                         + PER_MATCH_DECLARATION * matches * declarations
                         + images * rule.parse
+                        + PER_ADDED_BYTE * matches * added
                     )
     for styled in document.styled:
         # premailer parses the style attribute of what a rule matches, and of every image.

@@ -3,6 +3,7 @@ estimate bounds, the HTML goes out as written; both engines are held to the same
 
 import logging
 import random
+import re
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -11,6 +12,7 @@ from pathlib import Path
 import cssutils
 import premailer
 import premailer.cache
+import premailer.premailer
 import pytest
 from django.core import mail
 from lxml import etree
@@ -159,6 +161,20 @@ def test_premailer_inlines_a_stylesheet_seen_before_as_premailer_itself_does(htm
     assert 'bgcolor="#aabbcc"' in rendering._premailer(ATTRIBUTES)
 
 
+def test_important_is_stripped_from_kept_rules_as_premailer_strips_it():
+    # rendering replaces premailer's r"\s*!important" (quadratic over a whitespace run) with a
+    # pattern that must remove exactly the same text.
+    premailers = re.compile(r"\s*!important")
+    rng = random.Random(7)
+    pieces = [" ", "\t", "\n", "\u00a0", "!important", "!", "important", "x", ";", " !important"]
+    for _ in range(5000):
+        css = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        assert premailer.premailer._importants.sub("", css) == premailers.sub("", css), css
+
+    html = "<style>a:hover{color:red" + " " * 20 + '!important}</style><a href="#">a</a>'
+    assert "a:hover {color:red}" in rendering._premailer(html).replace("\n", "")
+
+
 # Bounded work (the issue's item 1) ---------------------------------------------------------
 
 
@@ -209,6 +225,40 @@ def test_css_in_a_style_element_left_open_is_counted(engine):
     html = "<p>x</p><style>p{" + hostile.declarations(1000) + "}"
 
     assert inline_css(html) == html
+
+
+def test_what_inlining_adds_to_every_matched_element_is_counted():
+    # The same rule, with a value 50 bytes longer, matched by 100 elements: the reading of the
+    # CSS, and the bytes premailer writes into each element's style attribute.
+    def estimate(value: str) -> int:
+        return inline_work(f"<style>p{{color:{value}}}</style>" + "<p>x</p>" * 100, 10**9)
+
+    longer = estimate("r" * 51) - estimate("r")
+
+    per_byte = inline_cost.PER_BYTE + inline_cost.PER_CSS_BYTE + 100 * inline_cost.PER_ADDED_BYTE
+    assert abs(longer - 50 * per_byte) <= 1
+
+
+def test_the_whitespace_of_a_rule_counts_once_in_what_inlining_adds():
+    spaced, compact = (
+        inline_work(f"<style>p{{{css}}}</style>" + "<p>x</p>" * 100, 10**9)
+        for css in ("color:  \n\t  red", "color: red")
+    )
+
+    # Five more bytes to read, none more in any of the 100 style attributes.
+    assert abs(spaced - compact - 5 * (inline_cost.PER_BYTE + inline_cost.PER_CSS_BYTE)) <= 1
+
+
+def test_tags_that_repeat_an_attribute_text_are_each_counted():
+    html = "<style>.a{color:red}</style>" + '<p class="a b" style="margin:0">x</p>' * 3
+
+    document = inline_cost._read_html(html, inline_cost._Meter(10**9))
+
+    assert document.elements == 4
+    assert document.classes["a"] == document.classes["b"] == 3
+    assert [(s.name, s.classes, s.style) for s in document.styled] == [
+        ("p", ("a", "b"), "margin:0")
+    ] * 3
 
 
 def test_the_issue_unclosed_style_tags_are_refused_from_the_bytes_of_their_css():

@@ -7,7 +7,13 @@ bodies written by hand (deep nesting cannot go through json.dumps), each under M
 
 import json
 
-from sends.html_limits import MAX_ATTRIBUTES, MAX_ATTRIBUTES_PER_TAG, MAX_LINKS, html_problem
+from sends.html_limits import (
+    MAX_ATTRIBUTES,
+    MAX_ATTRIBUTES_PER_TAG,
+    MAX_LINKS,
+    MAX_TAGS,
+    html_problem,
+)
 from sends.inline_cost import TooCostly, inline_work
 
 BASE = {"to": "user@example.com", "subject": "Hostile", "content": "Hi"}
@@ -121,6 +127,14 @@ FAMILIES = {
     ),
     "selectors × elements": lambda n: (
         "<style>" + "".join(f".c{i}{{x:1}}" for i in range(20)) + "</style>" + "<p>x</p>" * n
+    ),
+    # As many rules as the budget lets through, on as many elements as the tag bound allows:
+    # slower than 20 rules on more elements (premailer's work is per rule and element).
+    "rules × elements at the tag bound": lambda n: (
+        "<style>"
+        + "".join(f".c{i}{{x:1}}" for i in range(n))
+        + "</style>"
+        + "<p>x</p>" * (MAX_TAGS // 2 - 10)
     ),
     "class selectors × class attributes": lambda n: (
         "<style>.a{color:red;margin:0}</style>" + '<p class="a b c d e f g h">x</p>' * n

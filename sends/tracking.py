@@ -332,6 +332,48 @@ _TOKEN = re.compile(
 )
 
 
+_TAG_NAME_END = r"(?=[\t\n\f\r />]|\Z)"
+
+
+@functools.lru_cache(maxsize=4)
+def _wanted_token(names: frozenset[str]) -> re.Pattern:
+    """_TOKEN for a scan that wants only the tags `names` (none of them raw text): every other
+    token, and the text between, is skipped inside the pattern, so that Python sees only the
+    wanted tags. A match is the skipped run and then a wanted tag (its groups as _TOKEN's), or
+    the skipped run up to the end of the document (no `name`): the pattern always matches where
+    it starts, so a document costs one pass.
+
+    The run takes, token by token and in _TOKEN's order: text up to a "<"; a raw-text element;
+    a start or end tag of another name; a comment, doctype or processing instruction; "<" that
+    opens nothing (text). Markup that never ends drops the rest of the document, as in _TOKEN,
+    unless it is a wanted tag that does end.
+    """
+    wanted = "|".join(sorted(map(re.escape, names)))
+    wanted_tag = (
+        rf"(?P<closing>/?)(?P<name>(?:{wanted}){_TAG_NAME_END})(?P<attributes>{_ATTRIBUTES})"
+        r"[\t\n\f\r /]*+>"
+    )
+    wanted_ahead = rf"/?(?:{wanted}){_TAG_NAME_END}[^\t\n\f\r />]*+{_ATTRIBUTES}[\t\n\f\r /]*+>"
+    # One alternative per raw-text element, each to its own end tag (no backreference: a
+    # capture inside a possessive repeat trips CPython 3.11's re).
+    raw_elements = "|".join(
+        rf"{raw}(?=[\t\n\f\r />]){_ATTRIBUTES}[\t\n\f\r /]*+>"
+        rf"(?s:.*?)(?=</{raw}(?:[\t\n\f\r />]|\Z)|\Z)"
+        for raw in sorted(_RAW_TEXT)
+    )
+    skipped = (
+        r"(?:[^<]++"
+        rf"|<(?:{raw_elements}"
+        rf"|/?(?!(?:{wanted}){_TAG_NAME_END})[A-Za-z][^\t\n\f\r />]*+{_ATTRIBUTES}"
+        r"[\t\n\f\r /]*+>"
+        r"|!--(?:>|->|(?s:.*?)--!?>)"
+        r"|(?:!(?!--)|\?|/(?![A-Za-z]))[^>]*+>"
+        rf"|(?!{wanted_ahead})[A-Za-z/!?](?s:.*)"
+        r"|(?![A-Za-z/!?])))*+"
+    )
+    return re.compile(rf"{skipped}(?:<{wanted_tag}|\Z)", re.IGNORECASE | re.ASCII)
+
+
 def scan_tags(text: str, names: frozenset[str] | None = None) -> list[Tag]:
     """Start and end tags of an HTML document with their offsets, per the HTML tokenizer; with
     `names`, only the tags of those names.
@@ -340,8 +382,21 @@ def scan_tags(text: str, names: frozenset[str] | None = None) -> list[Tag]:
     content of raw-text elements are skipped. An unterminated tag at the end is dropped, as a
     browser drops it. Attributes are only located: `attribute` reads one.
 
-    Linear in the document: one pass of one pattern, and Python sees each token once.
+    Linear in the document: one pass of one pattern, and Python sees each token once (with
+    `names` that are not raw-text elements, only the wanted tags).
     """
+    if names is not None and not names & _RAW_TEXT:
+        return [
+            Tag(
+                token.group("name").lower(),
+                token.start("closing") - 1,
+                token.end(),
+                bool(token.group("closing")),
+                *token.span("attributes"),
+            )
+            for token in _wanted_token(names).finditer(text)
+            if token.group("name") is not None
+        ]
     tags: list[Tag] = []
     for token in _TOKEN.finditer(text):
         raw = token.group("raw")

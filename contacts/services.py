@@ -39,9 +39,7 @@ def held_back(organization_id: int, category: str, addresses: Iterable[str]) -> 
     """The suppressed ones among normalised `addresses` for mail of `category` (ALL_MAIL for
     transactional mail), each with the reason to name: one query on suppression_unique."""
     scopes = [ALL_MAIL, category] if category else [ALL_MAIL]
-    rows = Suppression.objects.filter(
-        organization_id=organization_id, address__in=set(addresses), category__in=scopes
-    ).values_list("address", "reason")
+    rows = sql.suppression_reasons(organization_id, scopes, list(dict.fromkeys(addresses)))
     found: dict[str, set[str]] = {}
     for address, reason in rows:
         found.setdefault(address, set()).add(reason)

@@ -89,9 +89,12 @@ def _build_message(
 
 
 def _create_send(**fields) -> Send:
-    """new_send(**fields), inserted."""
+    """new_send(**fields), inserted (on PostgreSQL by sends/sql.py, without the ORM's save)."""
     send = new_send(**fields)
-    send.save(force_insert=True)
+    if sql.enabled():
+        sql.insert_send(send)
+    else:
+        send.save(force_insert=True)
     return send
 
 

@@ -2,6 +2,8 @@
 
 - `claim()`: the idempotency claim and, when the key is taken, the record that holds it, in one
   round trip (replaces `lookup()`'s SELECT followed by the ORM INSERT of the claim).
+- `insert_send()`: the send's row (replaces `Send.save(force_insert=True)`: the same INSERT,
+  without the ORM's save machinery, signals and SQL compiler on every send).
 - `settle()`: everything written once the outcome of a send is known, in one data-modifying
   statement (replaces BEGIN, the INSERT of the attempt, its provider ids, the INSERT of the
   event, the event counter's upsert, the UPDATE of the send's status, the UPDATE of the
@@ -11,9 +13,10 @@
   the UPDATE of the idempotency record's answer, and COMMIT).
 
 A statement is atomic in autocommit: every row of `settle()` is written, or none, as the ORM's
-transaction did, with one commit. These statements need data-modifying statements in WITH,
-which SQLite lacks; `enabled()` says when to use them, and the callers (sends/idempotency.py,
-sends/services.py, sends/queue.py) keep the ORM statements for the other databases. The same
+transaction did, with one commit. These statements need data-modifying statements in WITH
+(and RETURNING), which SQLite lacks; `enabled()` says when to use them, and the callers
+(sends/idempotency.py, sends/services.py, sends/queue.py) keep the ORM statements for the other
+databases. The same
 tests cover both.
 
 The rows come from the models (`Model._meta`, each field's own conversion to and from the
@@ -136,6 +139,28 @@ def claim(record: IdempotencyRecord) -> tuple[bool, IdempotencyRecord | None]:
     if held[0] is None:
         return False, None
     return False, _load(IdempotencyRecord, stored, held)
+
+
+# --- the send ----------------------------------------------------------------------------
+
+
+@cache
+def _insert_send_sql() -> str:
+    # Replaces Send.save(force_insert=True) in sends.services._create_send: the same INSERT
+    # ... RETURNING id that the ORM sends on PostgreSQL (no signal listens to Send's saves).
+    fields = _fields(Send)
+    return (
+        f"INSERT INTO {_table(Send)} ({_columns(fields)})"
+        f" VALUES ({', '.join(['%s'] * len(fields))}) RETURNING {_quote('id')}"
+    )
+
+
+def insert_send(send: Send) -> None:
+    """Inserts the unsaved `send` (its public id given); it comes back saved."""
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_send_sql(), _values(send, _fields(Send)))
+        (send_id,) = cursor.fetchone()
+    _saved(send, send_id)
 
 
 # --- the outcome -----------------------------------------------------------------------------

@@ -7,7 +7,6 @@ TCP + EHLO (+ STARTTLS + AUTH) handshake per mail costs more than the mail itsel
 
 import functools
 import logging
-import re
 import smtplib
 import threading
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 from django.core.mail.message import sanitize_address
 
 from accounts.models import Organization
-from fluxomail.addresses import to_ascii
+from fluxomail.addresses import is_bare, to_ascii
 from sends.models import Message
 
 logger = logging.getLogger("fluxomail.delivery")
@@ -65,15 +64,6 @@ class _SMTPSSL(_DataTracking, smtplib.SMTP_SSL):
     pass
 
 
-# A bare ASCII address whose local part is a dot-atom and whose domain labels are 1 to 63
-# characters: Django's sanitize_address gives it back unchanged (nothing to quote, encode or
-# punycode), after running email's header parser over it, which costs more than the SMTP
-# session's own work. Anything else (a display name, quoting, non-ASCII) goes through it.
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_LABEL = r"[A-Za-z0-9-]{1,63}"
-_PLAIN_ADDRESS = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@{_LABEL}(?:\.{_LABEL})*")
-
-
 @functools.lru_cache(maxsize=256)
 def _sanitized(address: str, encoding: str) -> str:
     # Cached: the senders' From values repeat (one per organization); a pure function of its
@@ -82,8 +72,10 @@ def _sanitized(address: str, encoding: str) -> str:
 
 
 def envelope_address(address: str, encoding: str) -> str:
-    """sanitize_address(address, encoding), the SMTP envelope's form of a header address."""
-    if _PLAIN_ADDRESS.fullmatch(address):
+    """sanitize_address(address, encoding), the SMTP envelope's form of a header address: a
+    bare address is its own (nothing to quote, encode or punycode), without running email's
+    header parser over it, which costs more than the SMTP session's own work."""
+    if is_bare(address):
         return address
     return _sanitized(address, encoding)
 

@@ -8,7 +8,7 @@ tracking signs click URLs with the send's public id.
 
 import logging
 from dataclasses import dataclass
-from email.utils import formataddr, parseaddr
+from email.utils import formataddr
 from typing import NoReturn
 
 from django.core.mail import EmailMultiAlternatives
@@ -18,6 +18,7 @@ from django.utils import timezone
 from accounts.models import ApiKey, Organization
 from contacts import mail as contacts_mail
 from contacts import services as contacts_services
+from fluxomail.addresses import addr_spec
 from fluxomail.api import ApiError, DeliveryOutcomeUnknown, InternalError
 from fluxomail.ids import new_id
 from sends import delivery, events, idempotency, queue, sql
@@ -141,7 +142,7 @@ def attempt_row(send: Send, message: EmailMultiAlternatives) -> Message:
     return Message(
         send=send,
         from_email=message.from_email,
-        to=[parseaddr(recipient)[1] for recipient in message.recipients()],
+        to=[addr_spec(recipient) for recipient in message.recipients()],
         provider="",
         feedback_id=message.extra_headers["Feedback-ID"],
         text=message.body,

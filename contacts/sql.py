@@ -15,6 +15,23 @@ _INSERTED = ("organization_id", "address", "category", "reason", "source_event",
 _INSERTED += ("note", "created_at")
 
 
+def suppression_reasons_query(
+    organization_id: int, scopes: Sequence[str], addresses: Sequence[str]
+) -> tuple[str, list]:
+    """The SELECT of suppression_reasons(), as (sql, params), for a statement that runs it
+    inside its own (sends/sql.py: the send's INSERT unless a recipient is held back). With no
+    addresses, a SELECT of no rows."""
+    if not addresses:
+        return "SELECT NULL::varchar AS address, NULL::varchar AS reason WHERE false", []
+    table = Suppression._meta.db_table
+    return (
+        f"SELECT address, reason FROM {table} WHERE organization_id = %s"
+        f" AND address IN ({', '.join(['%s'] * len(addresses))})"
+        f" AND category IN ({', '.join(['%s'] * len(scopes))})",
+        [organization_id, *addresses, *scopes],
+    )
+
+
 def suppression_reasons(
     organization_id: int, scopes: Sequence[str], addresses: Sequence[str]
 ) -> list[tuple[str, str]]:
@@ -27,14 +44,8 @@ def suppression_reasons(
     """
     if not addresses:
         return []
-    table = Suppression._meta.db_table
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT address, reason FROM {table} WHERE organization_id = %s"
-            f" AND address IN ({', '.join(['%s'] * len(addresses))})"
-            f" AND category IN ({', '.join(['%s'] * len(scopes))})",
-            [organization_id, *addresses, *scopes],
-        )
+        cursor.execute(*suppression_reasons_query(organization_id, scopes, addresses))
         return cursor.fetchall()
 
 

@@ -3,7 +3,9 @@
 - `claim()`: the idempotency claim and, when the key is taken, the record that holds it, in one
   round trip (replaces `lookup()`'s SELECT followed by the ORM INSERT of the claim).
 - `insert_send()`: the send's row (replaces `Send.save(force_insert=True)`: the same INSERT,
-  without the ORM's save machinery, signals and SQL compiler on every send).
+  without the ORM's save machinery, signals and SQL compiler on every send);
+  `insert_send_unless_held()`: the suppression check and, when it finds nothing, the send's
+  row, in one round trip (replaces the check's SELECT followed by that INSERT).
 - `settle()`: everything written once the outcome of a send is known, in one data-modifying
   statement (replaces BEGIN, the INSERT of the attempt, its provider ids, the INSERT of the
   event, the event counter's upsert, the UPDATE of the send's status, the UPDATE of the
@@ -190,6 +192,38 @@ def insert_send(send: Send) -> None:
         cursor.execute(_insert_send_sql(), _values(send, _fields(Send)))
         (send_id,) = cursor.fetchone()
     _saved(send, send_id)
+
+
+@cache
+def _insert_send_unless_held_sql(held: str) -> str:
+    # Replaces the suppression check (contacts.services.screen's SELECT) followed by the send's
+    # INSERT, for a send none of whose recipients is held back: the SELECT runs first, in the
+    # same snapshot, and the INSERT only when it found nothing. A CTE read twice is
+    # materialised: the SELECT runs once.
+    fields = _fields(Send)
+    return (
+        f"WITH held AS ({held}),"
+        f" send AS (INSERT INTO {_table(Send)} ({_columns(fields)})"
+        f" SELECT {', '.join(['%s'] * len(fields))} WHERE NOT EXISTS (SELECT 1 FROM held)"
+        f" RETURNING {_quote('id')})"
+        f" SELECT (SELECT {_quote('id')} FROM send),"
+        f" ARRAY(SELECT address FROM held), ARRAY(SELECT reason FROM held)"
+    )
+
+
+def insert_send_unless_held(send: Send, held: tuple[str, list]) -> list[tuple[str, str]]:
+    """Runs the suppression check `held` (contacts.services.screen_query: its SQL and params)
+    and inserts the unsaved `send` if it returns no row, in one statement. Returns the rows
+    (address, reason); when there are none, `send` comes back saved."""
+    query, params = held
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _insert_send_unless_held_sql(query), [*params, *_values(send, _fields(Send))]
+        )
+        send_id, addresses, reasons = cursor.fetchone()
+    if send_id is not None:
+        _saved(send, send_id)
+    return list(zip(addresses, reasons, strict=True))
 
 
 # --- the outcome -----------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 and the send path's read of it.
 
 Each statement runs on SQLite (3.35 or later, for RETURNING) and PostgreSQL alike, and is tested
-on both (tests/test_contacts_sync.py, tests/test_esp_webhooks.py).
+on both (tests/test_contacts_sync.py, tests/test_esp_webhooks.py, tests/test_suppression.py).
 """
 
 from collections.abc import Sequence

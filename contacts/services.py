@@ -74,7 +74,7 @@ def screen(
 ) -> Screening:
     """The send path's check: to, cc and bcc against the suppression list in one query."""
     held = held_back(organization_id, category, _normalized_all(to, cc, bcc))
-    return screened(held, to=to, cc=cc, bcc=bcc)
+    return _screened(held, to=to, cc=cc, bcc=bcc)
 
 
 def screen_query(
@@ -90,14 +90,14 @@ def screened_rows(
     rows: Iterable[tuple[str, str]], *, to: str, cc: list[str], bcc: list[str]
 ) -> Screening:
     """screen()'s answer from the rows of screen_query()."""
-    return screened(_precedence(rows), to=to, cc=cc, bcc=bcc)
+    return _screened(_precedence(rows), to=to, cc=cc, bcc=bcc)
 
 
 def _normalized_all(to: str, cc: list[str], bcc: list[str]) -> list[str]:
     return [a for a in map(normalized, [to, *cc, *bcc]) if a is not None]
 
 
-def screened(held: dict[str, str], *, to: str, cc: list[str], bcc: list[str]) -> Screening:
+def _screened(held: dict[str, str], *, to: str, cc: list[str], bcc: list[str]) -> Screening:
     if not held:
         return Screening(cc=list(cc), bcc=list(bcc))
     screening = Screening(to_reason=held.get(normalized(to)))

@@ -119,7 +119,8 @@ class Email(EmailMultiAlternatives):
         if not header_fits("Subject", self.subject):
             # Encoded words (RFC 2047) can be split anywhere; a mail client joins them back.
             msg.replace_header("Subject", Header(self.subject, "utf-8", header_name="Subject"))
-        for part in msg.get_payload() if msg.get_content_maintype() == "multipart" else ():
+        attached = self.attachments and msg.get_content_maintype() == "multipart"
+        for part in msg.get_payload() if attached else ():
             filename = part.get_filename()
             if filename and not filename.isascii():
                 part.replace_header("Content-Disposition", _attachment_disposition(filename))

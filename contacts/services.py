@@ -35,13 +35,12 @@ def normalized(address: str) -> str | None:
         return None
 
 
-def held_back(organization_id: int, category: str, addresses: Iterable[str]) -> dict[str, str]:
-    """The suppressed ones among normalised `addresses` for mail of `category` (ALL_MAIL for
-    transactional mail), each with the reason to name: one query on suppression_unique."""
-    scopes = [ALL_MAIL, category] if category else [ALL_MAIL]
-    rows = Suppression.objects.filter(
-        organization_id=organization_id, address__in=set(addresses), category__in=scopes
-    ).values_list("address", "reason")
+def _scopes(category: str) -> list[str]:
+    return [ALL_MAIL, category] if category else [ALL_MAIL]
+
+
+def _precedence(rows: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """{address: the reason to name} of (address, reason) rows of the suppression list."""
     found: dict[str, set[str]] = {}
     for address, reason in rows:
         found.setdefault(address, set()).add(reason)
@@ -49,6 +48,14 @@ def held_back(organization_id: int, category: str, addresses: Iterable[str]) -> 
         address: next(r for r in Suppression.PRECEDENCE if r in reasons)
         for address, reasons in found.items()
     }
+
+
+def held_back(organization_id: int, category: str, addresses: Iterable[str]) -> dict[str, str]:
+    """The suppressed ones among normalised `addresses` for mail of `category` (ALL_MAIL for
+    transactional mail), each with the reason to name: one query on suppression_unique."""
+    return _precedence(
+        sql.suppression_reasons(organization_id, _scopes(category), list(dict.fromkeys(addresses)))
+    )
 
 
 @dataclass
@@ -66,10 +73,31 @@ def screen(
     *, organization_id: int, category: str, to: str, cc: list[str], bcc: list[str]
 ) -> Screening:
     """The send path's check: to, cc and bcc against the suppression list in one query."""
-    everyone = [to, *cc, *bcc]
-    held = held_back(
-        organization_id, category, [a for a in map(normalized, everyone) if a is not None]
-    )
+    held = held_back(organization_id, category, _normalized_all(to, cc, bcc))
+    return _screened(held, to=to, cc=cc, bcc=bcc)
+
+
+def screen_query(
+    *, organization_id: int, category: str, to: str, cc: list[str], bcc: list[str]
+) -> tuple[str, list]:
+    """screen()'s SELECT as (sql, params), for a caller that runs it inside a statement of its
+    own; screened_rows() turns the (address, reason) rows it returns into the Screening."""
+    addresses = list(dict.fromkeys(_normalized_all(to, cc, bcc)))
+    return sql.suppression_reasons_query(organization_id, _scopes(category), addresses)
+
+
+def screened_rows(
+    rows: Iterable[tuple[str, str]], *, to: str, cc: list[str], bcc: list[str]
+) -> Screening:
+    """screen()'s answer from the rows of screen_query()."""
+    return _screened(_precedence(rows), to=to, cc=cc, bcc=bcc)
+
+
+def _normalized_all(to: str, cc: list[str], bcc: list[str]) -> list[str]:
+    return [a for a in map(normalized, [to, *cc, *bcc]) if a is not None]
+
+
+def _screened(held: dict[str, str], *, to: str, cc: list[str], bcc: list[str]) -> Screening:
     if not held:
         return Screening(cc=list(cc), bcc=list(bcc))
     screening = Screening(to_reason=held.get(normalized(to)))

@@ -40,13 +40,31 @@ _QUOTED_DOT_ATOM = re.compile(
 )
 
 
+# A bare address: a dot-atom local part and a domain of 1 to 63-character labels. The email
+# package's parsers give it back exactly as written (parseaddr: ("", it); Django's
+# sanitize_address: it), after a walk in Python over every character; the send path meets
+# several per send, nearly always this shape.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9-]{1,63}"
+_BARE = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@{_LABEL}(?:\.{_LABEL})*")
+
+
+def is_bare(address: str) -> bool:
+    return _BARE.fullmatch(address) is not None
+
+
+def addr_spec(value: str) -> str:
+    """email.utils.parseaddr(value)[1]: the address of `addr` or `Name <addr>` ('' if none)."""
+    return value if is_bare(value) else parseaddr(value)[1]
+
+
 def normalize(address: str) -> str:
     """The bare address of `addr` or `Name <addr>`, IDNA domain, lower-cased, a needlessly
     quoted local part unquoted; ValueError when it has no `@`, holds a control character, or
     its domain cannot be encoded."""
     if any(ord(char) < 32 or 127 <= ord(char) < 160 for char in address):
         raise ValueError("Enter a valid email address.")
-    addr = parseaddr(address)[1] or address.strip()
+    addr = addr_spec(address) or address.strip()
     local, at, domain = addr.rpartition("@")
     if not at or not local or not domain:
         raise ValueError("Enter a valid email address.")

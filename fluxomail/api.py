@@ -207,6 +207,22 @@ class ContentNegotiation(DefaultContentNegotiation):
     """DRF's negotiation, with application/problem+json standing for JSON: a client that names
     only the error media type gets its successes as application/json, not a 406."""
 
+    # What nearly every client sends: DRF's answer to it, when the first renderer is JSON's, is
+    # that renderer with its own media type. Given without parsing the header (a few percent of
+    # a send's CPU); anything else is negotiated.
+    _PLAIN_ACCEPT = frozenset({"*/*", JSON_CONTENT_TYPE})
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        if (
+            request.META.get("HTTP_ACCEPT", "*/*") in self._PLAIN_ACCEPT
+            and not format_suffix
+            and renderers
+            and renderers[0].media_type == JSON_CONTENT_TYPE
+            and self.settings.URL_FORMAT_OVERRIDE not in request.query_params
+        ):
+            return renderers[0], JSON_CONTENT_TYPE
+        return super().select_renderer(request, renderers, format_suffix)
+
     def get_accept_list(self, request) -> list[str]:
         # A weight of 0 means "not acceptable" (RFC 9110 12.4.2); DRF ignores weights.
         accept = [item for item in super().get_accept_list(request) if not _weight_zero(item)]

@@ -16,7 +16,6 @@ import hashlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from email.utils import parseaddr
 from functools import partial
 
 from django.db import IntegrityError, connection, transaction
@@ -25,6 +24,7 @@ from django.utils import timezone
 
 from contacts import services as contacts_services
 from contacts.models import Suppression
+from fluxomail.addresses import addr_spec
 from fluxomail.ids import new_id
 from fluxomail.times import iso, parse_moment  # noqa: F401 (part of this module's API)
 from sends.models import Event, EventCounter, Message, Send
@@ -49,7 +49,7 @@ _COUNTER = {
 
 
 def address_of(recipient: str) -> str:
-    return parseaddr(recipient)[1] or recipient
+    return addr_spec(recipient) or recipient
 
 
 def domain_of(recipient: str) -> str:

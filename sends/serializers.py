@@ -17,7 +17,7 @@ from django.core.validators import validate_email
 from rest_framework import serializers
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
-from fluxomail.addresses import to_ascii
+from fluxomail.addresses import is_bare, to_ascii
 from sends.html_limits import html_problem
 from sends.mime import MAX_LINE, header_fits
 from sends.models import Policy
@@ -100,15 +100,19 @@ def parse_address(value: str) -> tuple[str, str]:
     text = value.strip()
     if not text:
         raise serializers.ValidationError("Enter a valid email address.")
-    if len(getaddresses([text])) != 1:
-        raise serializers.ValidationError("Enter exactly one email address.")
-    name, addr = parseaddr(text)
-    # parseaddr is lenient: it drops what it cannot read. Accept only the two exact shapes.
-    if "<" in text:
-        if not text.endswith(">") or text.count("<") != 1:
+    if is_bare(text):
+        # What getaddresses and parseaddr make of it: one address, itself, no name.
+        name, addr = "", text
+    else:
+        if len(getaddresses([text])) != 1:
+            raise serializers.ValidationError("Enter exactly one email address.")
+        name, addr = parseaddr(text)
+        # parseaddr is lenient: it drops what it cannot read. Accept only the two exact shapes.
+        if "<" in text:
+            if not text.endswith(">") or text.count("<") != 1:
+                raise serializers.ValidationError("Enter a valid email address.")
+        elif addr != text:
             raise serializers.ValidationError("Enter a valid email address.")
-    elif addr != text:
-        raise serializers.ValidationError("Enter a valid email address.")
     addr = ascii_address(addr)
     try:
         validate_email(addr)

@@ -8,7 +8,7 @@ tracking signs click URLs with the send's public id.
 
 import logging
 from dataclasses import dataclass
-from email.utils import formataddr, parseaddr
+from email.utils import formataddr
 from typing import NoReturn
 
 from django.core.mail import EmailMultiAlternatives
@@ -18,6 +18,8 @@ from django.utils import timezone
 from accounts.models import ApiKey, Organization
 from contacts import mail as contacts_mail
 from contacts import services as contacts_services
+from contacts.services import Screening
+from fluxomail.addresses import addr_spec
 from fluxomail.api import ApiError, DeliveryOutcomeUnknown, InternalError
 from fluxomail.ids import new_id
 from sends import delivery, events, idempotency, queue, sql
@@ -89,10 +91,31 @@ def _build_message(
 
 
 def _create_send(**fields) -> Send:
-    """new_send(**fields), inserted."""
+    """new_send(**fields), inserted (on PostgreSQL by sends/sql.py, without the ORM's save)."""
     send = new_send(**fields)
-    send.save(force_insert=True)
+    if sql.enabled():
+        sql.insert_send(send)
+    else:
+        send.save(force_insert=True)
     return send
+
+
+def _create_screened_send(*, recipients: dict, category: str, **fields) -> tuple[Send, Screening]:
+    """new_send(**fields), inserted, and the Screening of its `recipients` (to, cc, bcc) for
+    mail of `category`, on PostgreSQL: the check and the INSERT are one statement when no
+    recipient is held back (nearly always); otherwise the send is inserted after it, naming the
+    cc and bcc left out, as _create_send does after screen()."""
+    send = new_send(**fields)
+    query = contacts_services.screen_query(
+        organization_id=send.organization_id, category=category, **recipients
+    )
+    screening = contacts_services.screened_rows(
+        sql.insert_send_unless_held(send, query), **recipients
+    )
+    if send.pk is None:
+        send.suppressed = list(screening.left_out)
+        sql.insert_send(send)
+    return send, screening
 
 
 def new_send(
@@ -138,7 +161,7 @@ def attempt_row(send: Send, message: EmailMultiAlternatives) -> Message:
     return Message(
         send=send,
         from_email=message.from_email,
-        to=[parseaddr(recipient)[1] for recipient in message.recipients()],
+        to=[addr_spec(recipient) for recipient in message.recipients()],
         provider="",
         feedback_id=message.extra_headers["Feedback-ID"],
         text=message.body,
@@ -208,15 +231,27 @@ def send_email(
     record = claim.record if claim is not None else None
     send = record.send if record is not None else None
     try:
-        # The suppression list, for to, cc and bcc together: one query (contacts.services).
-        screening = contacts_services.screen(
-            organization_id=org.pk,
-            category=policy.category if policy is not None else "",
-            to=data["to"],
-            cc=data.get("cc", []),
-            bcc=data.get("bcc", []),
-        )
-        if screening.to_reason is None and queue.mode(policy) == Policy.DeliveryMode.QUEUE:
+        recipients = {"to": data["to"], "cc": data.get("cc", []), "bcc": data.get("bcc", [])}
+        category = policy.category if policy is not None else ""
+        queued = queue.mode(policy) == Policy.DeliveryMode.QUEUE
+        if send is None and not queued and sql.enabled():
+            # PostgreSQL: the suppression check and the new send's INSERT in one statement.
+            send, screening = _create_screened_send(
+                recipients=recipients,
+                category=category,
+                organization=org,
+                key=key,
+                endpoint=endpoint,
+                data=data,
+                request_id=request_id,
+                idempotency_key=record.key if record is not None else None,
+            )
+        else:
+            # The suppression list, for to, cc and bcc together: one query (contacts.services).
+            screening = contacts_services.screen(
+                organization_id=org.pk, category=category, **recipients
+            )
+        if screening.to_reason is None and queued:
             # Queue mode: the send and its job are stored, a worker delivers (sends/queue.py);
             # suppressed cc/bcc are already left out of what it will send.
             return queue.accept(

@@ -2,6 +2,10 @@
 
 - `claim()`: the idempotency claim and, when the key is taken, the record that holds it, in one
   round trip (replaces `lookup()`'s SELECT followed by the ORM INSERT of the claim).
+- `insert_send()`: the send's row (replaces `Send.save(force_insert=True)`: the same INSERT,
+  without the ORM's save machinery, signals and SQL compiler on every send);
+  `insert_send_unless_held()`: the suppression check and, when it finds nothing, the send's
+  row, in one round trip (replaces the check's SELECT followed by that INSERT).
 - `settle()`: everything written once the outcome of a send is known, in one data-modifying
   statement (replaces BEGIN, the INSERT of the attempt, its provider ids, the INSERT of the
   event, the event counter's upsert, the UPDATE of the send's status, the UPDATE of the
@@ -11,9 +15,10 @@
   the UPDATE of the idempotency record's answer, and COMMIT).
 
 A statement is atomic in autocommit: every row of `settle()` is written, or none, as the ORM's
-transaction did, with one commit. These statements need data-modifying statements in WITH,
-which SQLite lacks; `enabled()` says when to use them, and the callers (sends/idempotency.py,
-sends/services.py, sends/queue.py) keep the ORM statements for the other databases. The same
+transaction did, with one commit. These statements need data-modifying statements in WITH
+(and RETURNING), which SQLite lacks; `enabled()` says when to use them, and the callers
+(sends/idempotency.py, sends/services.py, sends/queue.py) keep the ORM statements for the other
+databases. The same
 tests cover both.
 
 The rows come from the models (`Model._meta`, each field's own conversion to and from the
@@ -22,8 +27,8 @@ database), so a field added to a model is written and read here as the ORM would
 
 from functools import cache
 
-from django.db import connection
-from django.db.models import Field, Model
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.models import CharField, Field, Model, TextField
 from django.utils import timezone
 
 from sends import events
@@ -61,9 +66,37 @@ def _columns(fields: tuple[Field, ...]) -> str:
     return ", ".join(_quote(f.column) for f in fields)
 
 
+def _is_text(field: Field) -> bool:
+    """Whether the field is Django's own CharField or TextField conversion: a str is saved as
+    it is (Field.get_db_prep_save → CharField.get_prep_value → to_python)."""
+    kind = type(field)
+    return (
+        kind.get_db_prep_save is Field.get_db_prep_save
+        and kind.get_db_prep_value is Field.get_db_prep_value
+        and any(
+            kind.get_prep_value is base.get_prep_value and kind.to_python is base.to_python
+            for base in (CharField, TextField)
+        )
+    )
+
+
+@cache
+def _text_fields(model: type[Model]) -> frozenset[str]:
+    return frozenset(f.attname for f in model._meta.concrete_fields if _is_text(f))
+
+
 def _values(instance: Model, fields: tuple[Field, ...] | list[Field]) -> list:
-    """The instance's values as the ORM's INSERT sends them."""
-    return [f.get_db_prep_save(getattr(instance, f.attname), connection) for f in fields]
+    """The instance's values as the ORM's INSERT sends them (a str of a text field needs no
+    conversion: skipped, as it is most of the row and most of this function's time)."""
+    db = connections[DEFAULT_DB_ALIAS]  # `connection` is a proxy: resolved once, not per field
+    text = _text_fields(type(instance))
+    values = []
+    for field in fields:
+        value = getattr(instance, field.attname)
+        if not (field.attname in text and type(value) is str):
+            value = field.get_db_prep_save(value, db)
+        values.append(value)
+    return values
 
 
 @cache
@@ -148,6 +181,60 @@ def claim(record: IdempotencyRecord) -> tuple[bool, IdempotencyRecord | None]:
     if held[0] is None:
         return False, None
     return False, _load(IdempotencyRecord, stored, held)
+
+
+# --- the send ----------------------------------------------------------------------------
+
+
+@cache
+def _insert_send_sql() -> str:
+    # Replaces Send.save(force_insert=True) in sends.services._create_send: the same INSERT
+    # ... RETURNING id that the ORM sends on PostgreSQL (no signal listens to Send's saves).
+    fields = _fields(Send)
+    return (
+        f"INSERT INTO {_table(Send)} ({_columns(fields)})"
+        f" VALUES ({', '.join(['%s'] * len(fields))}) RETURNING {_quote('id')}"
+    )
+
+
+def insert_send(send: Send) -> None:
+    """Inserts the unsaved `send` (its public id given); it comes back saved."""
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_send_sql(), _values(send, _fields(Send)))
+        (send_id,) = cursor.fetchone()
+    _saved(send, send_id)
+
+
+@cache
+def _insert_send_unless_held_sql(held: str) -> str:
+    # Replaces the suppression check (contacts.services.screen's SELECT) followed by the send's
+    # INSERT, for a send none of whose recipients is held back: the SELECT runs first, in the
+    # same snapshot, and the INSERT only when it found nothing. A CTE read twice is
+    # materialised: the SELECT runs once.
+    fields = _fields(Send)
+    return (
+        f"WITH held AS ({held}),"
+        f" send AS (INSERT INTO {_table(Send)} ({_columns(fields)})"
+        f" SELECT {', '.join(['%s'] * len(fields))} WHERE NOT EXISTS (SELECT 1 FROM held)"
+        f" RETURNING {_quote('id')})"
+        f" SELECT (SELECT {_quote('id')} FROM send),"
+        f" ARRAY(SELECT address FROM held), ARRAY(SELECT reason FROM held)"
+    )
+
+
+def insert_send_unless_held(send: Send, held: tuple[str, list]) -> list[tuple[str, str]]:
+    """Runs the suppression check `held` (contacts.services.screen_query: its SQL and params)
+    and inserts the unsaved `send` if it returns no row, in one statement. Returns the rows
+    (address, reason); when there are none, `send` comes back saved."""
+    query, params = held
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _insert_send_unless_held_sql(query), [*params, *_values(send, _fields(Send))]
+        )
+        send_id, addresses, reasons = cursor.fetchone()
+    if send_id is not None:
+        _saved(send, send_id)
+    return list(zip(addresses, reasons, strict=True))
 
 
 # --- the outcome -----------------------------------------------------------------------------

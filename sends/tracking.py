@@ -31,7 +31,7 @@ from html.entities import html5 as HTML5_ENTITIES
 
 from django.conf import settings
 from django.core import signing
-from django.urls import reverse
+from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils.encoding import iri_to_uri
 from lxml import etree
 from lxml import html as lxml_html
@@ -131,28 +131,43 @@ def read_open_token(token: str) -> str | None:
         return None
 
 
+def _around_token(name: str) -> tuple[str, str]:
+    """settings.SITE_URL + reverse(name, args=[token]) split around the token: (before,
+    after). Signed tokens need no quoting in a path, so the URL is the token between the two.
+    Reversing resolves the URLconf on every call; the parts depend only on what the key
+    names, so they are reversed once per process for each."""
+    urlconf = get_urlconf() or settings.ROOT_URLCONF  # as reverse() picks it
+    return _reversed_around(name, settings.SITE_URL, get_script_prefix(), urlconf)
+
+
+@functools.lru_cache(maxsize=64)
+def _reversed_around(name: str, site_url: str, script_prefix: str, urlconf) -> tuple[str, str]:
+    placeholder = "token"
+    before, _, after = reverse(name, urlconf=urlconf, args=[placeholder]).rpartition(placeholder)
+    return site_url + before, after
+
+
 def click_url(send_public_id: str, position: int, url: str) -> str:
-    token = click_token(send_public_id, position, url)
-    return settings.SITE_URL + reverse("tracking-click", args=[token])
+    before, after = _around_token("tracking-click")
+    return before + click_token(send_public_id, position, url) + after
 
 
 def click_urls(send_public_id: str):
-    """click_url for the links of one send, with one signer and one URL reversal for them all
-    (a mail may hold up to sends.html_limits.MAX_LINKS links)."""
+    """click_url for the links of one send, with one signer for them all (a mail may hold up
+    to sends.html_limits.MAX_LINKS links)."""
     signer = signing.Signer(salt=CLICK_SALT)
-    placeholder = "token"
-    url = settings.SITE_URL + reverse("tracking-click", args=[placeholder])
-    prefix, _, suffix = url.rpartition(placeholder)
+    before, after = _around_token("tracking-click")
 
     def click_url(position: int, target: str) -> str:
         token = signer.sign_object([send_public_id, position, target], compress=True)
-        return prefix + token + suffix
+        return before + token + after
 
     return click_url
 
 
 def open_url(send_public_id: str) -> str:
-    return settings.SITE_URL + reverse("tracking-open", args=[open_token(send_public_id)])
+    before, after = _around_token("tracking-open")
+    return before + open_token(send_public_id) + after
 
 
 def redirect_location(url: str) -> str:

@@ -554,3 +554,58 @@ def test_messages_are_written_byte_for_byte_as_with_djangos_policy(subject):
 
     assert fast == mime.as_bytes(linesep="\r\n")
     assert b"\r\nX-Campaign: welcome; a=b, c\r\n" in fast
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "user@example.com",
+        "A.b+tag@Sub.Example.ORG",
+        "o'neil@example.com",
+        "#!$%&'*+-/=?^_`{}|~@example.org",
+        '"a b"@example.com',
+        "a..b@example.com",
+        "Zoë Receiver <user@example.com>",
+        '"Acme, Inc." <hello@acme.test>',
+        "x@[1.2.3.4]",
+        "u@" + "a" * 63 + ".com",
+    ],
+)
+def test_the_envelope_has_the_addresses_djangos_smtp_backend_gives(address):
+    from django.core.mail.message import sanitize_address
+
+    from sends.delivery import envelope_address
+
+    assert envelope_address(address, "utf-8") == sanitize_address(address, "utf-8")
+
+
+def test_each_multipart_part_gets_a_boundary_that_no_content_holds(monkeypatch):
+    import secrets
+
+    taken = 10**18
+    drawn = iter([taken, 1, 2])
+    monkeypatch.setattr(secrets, "randbelow", lambda _: next(drawn))
+    body = f"a line that holds the first boundary drawn: --{'=' * 15}{taken:019d}==\n"
+    message = Email(subject="s", body=body, from_email="a@acme.test", to=["b@example.com"])
+    message.attach_alternative("<p>html</p>", "text/html")
+    message.attach("report.pdf", PDF, "application/pdf")
+
+    mime = message.message()
+
+    mixed, alternative = mime, mime.get_payload(0)
+    assert mixed.get_boundary() == f"{'=' * 15}{1:019d}=="
+    assert alternative.get_boundary() == f"{'=' * 15}{2:019d}=="
+    back = email.message_from_bytes(mime.as_bytes(), policy=email_policy.default)
+    assert back.get_body(("plain",)).get_content() == body
+    assert back.get_body(("html",)).get_content() == "<p>html</p>"
+    assert [part.get_filename() for part in back.iter_attachments()] == ["report.pdf"]
+
+
+def test_a_message_attachment_leaves_its_boundary_to_the_generator():
+    message = Email(subject="s", body="text", from_email="a@acme.test", to=["b@example.com"])
+    message.attach("note.eml", "Subject: inner\n\nhello\n", "message/rfc822")
+
+    mime = message.message()
+
+    assert mime.get_boundary() is None
+    assert b"Subject: inner" in mime.as_bytes(linesep="\r\n")

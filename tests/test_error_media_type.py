@@ -226,3 +226,19 @@ def test_an_accept_that_gives_json_a_weight_of_zero_rules_it_out(api, read_key, 
     response = api.get("/api/v1/sends", HTTP_ACCEPT=accept, **read_key.bearer)
 
     assert_problem_answer(response, JSON, 406, "not_acceptable", "Not acceptable")
+
+
+@pytest.mark.parametrize("accept", [None, "*/*", "application/json"])
+def test_the_usual_accept_values_get_json_successes(api, read_key, accept):
+    headers = {} if accept is None else {"HTTP_ACCEPT": accept}
+    response = api.get("/api/v1/sends", **headers, **read_key.bearer)
+
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"] == JSON
+    assert response.json() == {"data": [], "nextCursor": None}
+
+
+def test_a_format_override_is_still_negotiated(api, read_key):
+    response = api.get("/api/v1/sends?format=xml", HTTP_ACCEPT="*/*", **read_key.bearer)
+
+    assert response.status_code == 404, response.content

@@ -21,11 +21,13 @@ SEND = "/api/v1/emails/send"
 # (fluxomail/hotcache.py) of a key in steady use.
 BUDGET = {
     # sends/sql.py: the claim is one statement (INSERT ... ON CONFLICT DO NOTHING with the
-    # record that holds the key), then the suppression check, the send INSERT and, once the
-    # provider has answered, one data-modifying statement for every write after delivery.
+    # record that holds the key), then the suppression check with the send's INSERT (made only
+    # when no recipient is held back) and, once the provider has answered, one data-modifying
+    # statement for every write after delivery.
     "postgresql": {
-        "fresh_with_key": 4,
-        "fresh_without_key": 3,
+        "fresh_with_key": 3,
+        "fresh_without_key": 2,
+        # The check finds the `to` held back: the send is inserted by a statement of its own.
         "suppressed_with_key": 4,
         # Queue mode: the claim, the suppression check, and the send, its job and the key's
         # answer in one statement.

@@ -501,3 +501,24 @@ def test_a_scan_for_some_tags_finds_what_the_full_scan_finds_of_them():
         html = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
         wanted = [tag for tag in tracking.scan_tags(html) if tag.name in names]
         assert tracking.scan_tags(html, names) == wanted, html
+
+
+def test_tracking_urls_follow_the_site_url_and_script_prefix(settings):
+    from django.urls import set_script_prefix
+
+    settings.SITE_URL = "https://a.example"
+    assert tracking.open_url("sends_1") == (
+        f"https://a.example/t/o/{tracking.open_token('sends_1')}.gif"
+    )
+    settings.SITE_URL = "https://b.example"
+    set_script_prefix("/mail/")
+    try:
+        assert tracking.open_url("sends_1") == (
+            f"https://b.example/mail/t/o/{tracking.open_token('sends_1')}.gif"
+        )
+        click = tracking.click_url("sends_1", 0, "https://example.com/")
+        assert click.startswith("https://b.example/mail/t/c/")
+        token = click.removeprefix("https://b.example/mail/t/c/")
+        assert tracking.read_click_token(token) == ("sends_1", 0, "https://example.com/")
+    finally:
+        set_script_prefix("/")

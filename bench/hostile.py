@@ -76,8 +76,8 @@ HTML = {
         + ">x</a>"
         for i in range(MAX_ATTRIBUTES // MAX_ATTRIBUTES_PER_TAG)
     ),
-    "tags at the bound": '<a href="https://example.com/">x</a>' + "<p>x</p>" * 9998,
-    "nesting at the bound": '<a href="https://example.com/">x</a>' + "<div>" * 19998 + "x",
+    "tags at the bound": '<a href="https://example.com/">x</a>' + "<p>x</p>" * (MAX_TAGS // 2 - 1),
+    "nesting at the bound": '<a href="https://example.com/">x</a>' + "<div>" * (MAX_TAGS - 2) + "x",
     # Each link's text holds the text of the links nested in it (libxml2 keeps 255 levels).
     "nested links around a large text": (
         '<a href="https://example.com/"><div>' * 100 + "x" * 900000

@@ -143,7 +143,7 @@ class SendEmailRequestSerializer(serializers.Serializer):
     htmlContent = serializers.CharField(  # noqa: N815
         required=False,
         help_text=(
-            "The text/html part: CSS inlined, tracking injected. At most 1 MB, 20,000 tags, "
+            "The text/html part: CSS inlined, tracking injected. At most 1 MB, 10,000 tags, "
             "100 attributes on one tag and 30,000 in all, 1,000 links (README, Body)."
         ),
     )

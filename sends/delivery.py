@@ -19,6 +19,7 @@ from django.core.mail.message import sanitize_address
 
 from accounts.models import Organization
 from fluxomail.addresses import is_bare, to_ascii
+from sends import mime
 from sends.models import Message
 
 logger = logging.getLogger("fluxomail.delivery")
@@ -188,7 +189,7 @@ class PooledSMTPBackend(SMTPBackend):
         envelope_to = [envelope_address(address, encoding) for address in recipients]
         message = email_message.message()
         try:
-            self.connection.sendmail(from_email, envelope_to, message.as_bytes(linesep="\r\n"))
+            self.connection.sendmail(from_email, envelope_to, mime.as_bytes(message))
         except smtplib.SMTPException:
             if not self.fail_silently:
                 raise

@@ -13,9 +13,11 @@ import mimetypes
 import secrets
 import sys
 from email import policy
+from email.generator import NLCRE, BytesGenerator
 from email.header import Header
 from email.message import EmailMessage
 from email.policy import Compat32
+from io import BytesIO
 
 from django.core.mail import EmailMultiAlternatives
 from django.core.mail.message import DEFAULT_ATTACHMENT_MIME_TYPE
@@ -108,6 +110,22 @@ def _set_boundaries(msg) -> None:
             if not any(boundary in content for content in contents):
                 break
         part.set_boundary(boundary)
+
+
+class _Generator(BytesGenerator):
+    """The stdlib's generator, writing a part's text in one piece: it wrote each line and each
+    line end apart, two calls per line (a 1 MB HTML part: 25,000 of them). The same bytes."""
+
+    def _write_lines(self, lines):
+        if lines:
+            self.write(self._NL.join(NLCRE.split(lines)))
+
+
+def as_bytes(msg, linesep: str = "\r\n") -> bytes:
+    """The message as Django's as_bytes() writes it (no "From " mangling), with _Generator."""
+    out = BytesIO()
+    _Generator(out, mangle_from_=False).flatten(msg, linesep=linesep)
+    return out.getvalue()
 
 
 class Email(EmailMultiAlternatives):

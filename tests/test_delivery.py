@@ -609,3 +609,28 @@ def test_a_message_attachment_leaves_its_boundary_to_the_generator():
 
     assert mime.get_boundary() is None
     assert b"Subject: inner" in mime.as_bytes(linesep="\r\n")
+
+
+def test_the_message_is_written_as_the_stdlib_writes_it():
+    # sends.mime.as_bytes writes each part's text in one piece: the bytes must not change.
+    from sends.mime import Email, as_bytes
+
+    long_line = "<p>" + "é x " * 600 + "</p>"  # over 998 characters: quoted-printable
+    cases = [
+        Email(subject="Hi", body="one\ntwo\n\nthree", from_email="a@b.test", to=["c@d.test"]),
+        Email(
+            subject="Ünïcode",
+            body="From the start\r\n.dot\n",
+            from_email="a@b.test",
+            to=["Zoë <c@d.test>"],
+            cc=["e@f.test"],
+        ),  # fmt: skip
+    ]
+    html = Email(subject="H", body="text", from_email="a@b.test", to=["c@d.test"])
+    html.attach_alternative(long_line + "\n<p>end</p>\n", "text/html")
+    html.attach("r.csv", "a,b\n1,2\n", "text/csv")
+    html.attach("x.bin", bytes(range(256)) * 4, "application/octet-stream")
+    cases.append(html)
+    for case in cases:
+        message = case.message()
+        assert as_bytes(message) == message.as_bytes(linesep="\r\n")

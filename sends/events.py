@@ -182,13 +182,16 @@ def build(
     if recipient:
         data["to"] = address_of(recipient)
     smtp_code = data.get("smtpCode")
+    # The time first, then the id: an id's millisecond is then never before the event's, so that
+    # `since` given as the event's time (ISO or epoch ms) includes it.
+    occurred_at = occurred_at or timezone.now()
     return Event(
         public_id=new_id("evt"),
         organization_id=send.organization_id,
         send=send,
         message=message,
         type=type,
-        occurred_at=occurred_at or timezone.now(),
+        occurred_at=occurred_at,
         recipient_domain=domain_of(recipient or send.to),
         smtp_code=smtp_code if isinstance(smtp_code, int) and 0 < smtp_code < 1000 else None,
         mta_host=str(data.get("mtaHost") or "")[:255],

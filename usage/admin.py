@@ -105,7 +105,14 @@ class UsageCounterAdmin(ReadOnlyAdmin):
 
 @admin.register(UsageRejection)
 class UsageRejectionAdmin(ReadOnlyAdmin):
-    list_display = ["hour", "organization", "api_key", "endpoint", "code", "count"]
+    list_display = ["hour", "organization", "key", "endpoint", "code", "count"]
     list_filter = ["endpoint", "code"]
+    list_select_related = ["organization", "api_key"]
     date_hierarchy = "hour"
     ordering = ["-hour"]
+
+    @admin.display(description="API key", ordering="api_key__name")
+    def key(self, row: UsageRejection) -> str:
+        # The key's name only: its prefix (random letters, of random width) made the list
+        # wider than 1280 px with the sidebar open now and then; the key's page shows it.
+        return row.api_key.name if row.api_key_id else "-"

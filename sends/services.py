@@ -234,17 +234,19 @@ def send_email(
         recipients = {"to": data["to"], "cc": data.get("cc", []), "bcc": data.get("bcc", [])}
         category = policy.category if policy is not None else ""
         queued = queue.mode(policy) == Policy.DeliveryMode.QUEUE
+        # The new send's fields (new_send), named once for both ways of inserting it.
+        fields = {
+            "organization": org,
+            "key": key,
+            "endpoint": endpoint,
+            "data": data,
+            "request_id": request_id,
+            "idempotency_key": record.key if record is not None else None,
+        }
         if send is None and not queued and sql.enabled():
             # PostgreSQL: the suppression check and the new send's INSERT in one statement.
             send, screening = _create_screened_send(
-                recipients=recipients,
-                category=category,
-                organization=org,
-                key=key,
-                endpoint=endpoint,
-                data=data,
-                request_id=request_id,
-                idempotency_key=record.key if record is not None else None,
+                recipients=recipients, category=category, **fields
             )
         else:
             # The suppression list, for to, cc and bcc together: one query (contacts.services).
@@ -265,15 +267,7 @@ def send_email(
                 idempotency_key=record.key if record is not None else None,
             )
         if send is None:
-            send = _create_send(
-                organization=org,
-                key=key,
-                endpoint=endpoint,
-                data=data,
-                request_id=request_id,
-                idempotency_key=record.key if record is not None else None,
-                suppressed=screening.left_out,
-            )
+            send = _create_send(**fields, suppressed=screening.left_out)
         if screening.to_reason is None:
             deliverable = {**data, "cc": screening.cc, "bcc": screening.bcc}
             message = _build_message(org, send, deliverable, policy)

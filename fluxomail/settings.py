@@ -191,6 +191,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A busy timeout instead of "database is locked" under a few concurrent writers.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+# The send path's raw SQL runs as server-side prepared statements on PostgreSQL
+# (fluxomail/prepared.py); off behind a pooler that shares server connections between clients.
+DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Shared counters (rate limits) live in the cache: Redis when REDIS_URL is set, so that every

@@ -25,12 +25,15 @@ The rows come from the models (`Model._meta`, each field's own conversion to and
 database), so a field added to a model is written and read here as the ORM would.
 """
 
+import functools
 from functools import cache
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import CharField, Field, Model, TextField
 from django.utils import timezone
 
+from fluxomail import prepared
+from fluxomail.prepared import Params
 from sends import events
 from sends.models import (
     Event,
@@ -64,6 +67,17 @@ def _fields(model: type[Model], *, with_pk: bool = False) -> tuple[Field, ...]:
 
 def _columns(fields: tuple[Field, ...]) -> str:
     return ", ".join(_quote(f.column) for f in fields)
+
+
+def _field(model: type[Model], name: str) -> Field:
+    return model._meta.get_field(name)
+
+
+def _execute(cursor, statement: tuple[str, list[str]], params: list) -> None:
+    """Runs one of this module's statements, (text, parameter types), prepared once per
+    connection (fluxomail.prepared)."""
+    sql, types = statement
+    prepared.execute(cursor, sql, params, types)
 
 
 def _is_text(field: Field) -> bool:
@@ -134,7 +148,7 @@ def _saved(instance: Model, pk: int) -> None:
 
 # The statements' texts depend only on the models: each is built once per process.
 @cache
-def _claim_sql() -> str:
+def _claim_sql() -> tuple[str, list[str]]:
     # Replaces: SELECT the record of (organization, key), then INSERT the claim (and, after an
     # IntegrityError, SELECT it again). ON CONFLICT DO NOTHING never raises, so no savepoint
     # is needed inside a caller's transaction either. The SELECT reads the statement's
@@ -143,18 +157,22 @@ def _claim_sql() -> str:
     table = _table(IdempotencyRecord)
     inserted = _fields(IdempotencyRecord)
     stored = _fields(IdempotencyRecord, with_pk=True)
-    return (
+    record = functools.partial(_field, IdempotencyRecord)
+    p = Params(connection)
+    sql = (
         f"WITH claim AS ("
         f" INSERT INTO {table} ({_columns(inserted)})"
-        f" VALUES ({', '.join(['%s'] * len(inserted))})"
+        f" VALUES ({p.fields(inserted)})"
         f" ON CONFLICT ({_quote('organization_id')}, {_quote('key')}) DO NOTHING"
         f" RETURNING {_quote('id')}"
         f") SELECT claim.{_quote('id')}, "
         + ", ".join(f"held.{_quote(f.column)}" for f in stored)
         + f" FROM (SELECT 1) AS one LEFT JOIN claim ON true"
         f" LEFT JOIN {table} AS held"
-        f" ON held.{_quote('organization_id')} = %s AND held.{_quote('key')} = %s"
+        f" ON held.{_quote('organization_id')} = {p.field(record('organization'))}"
+        f" AND held.{_quote('key')} = {p.field(record('key'))}"
     )
+    return sql, p.types
 
 
 def claim(record: IdempotencyRecord) -> tuple[bool, IdempotencyRecord | None]:
@@ -166,7 +184,8 @@ def claim(record: IdempotencyRecord) -> tuple[bool, IdempotencyRecord | None]:
     """
     stored = _fields(IdempotencyRecord, with_pk=True)
     with connection.cursor() as cursor:
-        cursor.execute(
+        _execute(
+            cursor,
             _claim_sql(),
             [
                 *_values(record, _fields(IdempotencyRecord)),
@@ -187,39 +206,45 @@ def claim(record: IdempotencyRecord) -> tuple[bool, IdempotencyRecord | None]:
 
 
 @cache
-def _insert_send_sql() -> str:
+def _insert_send_sql() -> tuple[str, list[str]]:
     # Replaces Send.save(force_insert=True) in sends.services._create_send: the same INSERT
     # ... RETURNING id that the ORM sends on PostgreSQL (no signal listens to Send's saves).
     fields = _fields(Send)
-    return (
+    p = Params(connection)
+    sql = (
         f"INSERT INTO {_table(Send)} ({_columns(fields)})"
-        f" VALUES ({', '.join(['%s'] * len(fields))}) RETURNING {_quote('id')}"
+        f" VALUES ({p.fields(fields)}) RETURNING {_quote('id')}"
     )
+    return sql, p.types
 
 
 def insert_send(send: Send) -> None:
     """Inserts the unsaved `send` (its public id given); it comes back saved."""
     with connection.cursor() as cursor:
-        cursor.execute(_insert_send_sql(), _values(send, _fields(Send)))
+        _execute(cursor, _insert_send_sql(), _values(send, _fields(Send)))
         (send_id,) = cursor.fetchone()
     _saved(send, send_id)
 
 
 @cache
-def _insert_send_unless_held_sql(held: str) -> str:
+def _insert_send_unless_held_sql(held: str, held_params: int) -> tuple[str, list[str]]:
     # Replaces the suppression check (contacts.services.screen's SELECT) followed by the send's
     # INSERT, for a send none of whose recipients is held back: the SELECT runs first, in the
     # same snapshot, and the INSERT only when it found nothing. A CTE read twice is
     # materialised: the SELECT runs once.
+    # The check's own parameters are typed by their comparisons ("unknown").
     fields = _fields(Send)
-    return (
+    p = Params(connection)
+    p.types += ["unknown"] * held_params
+    sql = (
         f"WITH held AS ({held}),"
         f" send AS (INSERT INTO {_table(Send)} ({_columns(fields)})"
-        f" SELECT {', '.join(['%s'] * len(fields))} WHERE NOT EXISTS (SELECT 1 FROM held)"
+        f" SELECT {p.fields(fields)} WHERE NOT EXISTS (SELECT 1 FROM held)"
         f" RETURNING {_quote('id')})"
         f" SELECT (SELECT {_quote('id')} FROM send),"
         f" ARRAY(SELECT address FROM held), ARRAY(SELECT reason FROM held)"
     )
+    return sql, p.types
 
 
 def insert_send_unless_held(send: Send, held: tuple[str, list]) -> list[tuple[str, str]]:
@@ -228,8 +253,10 @@ def insert_send_unless_held(send: Send, held: tuple[str, list]) -> list[tuple[st
     (address, reason); when there are none, `send` comes back saved."""
     query, params = held
     with connection.cursor() as cursor:
-        cursor.execute(
-            _insert_send_unless_held_sql(query), [*params, *_values(send, _fields(Send))]
+        _execute(
+            cursor,
+            _insert_send_unless_held_sql(query, len(params)),
+            [*params, *_values(send, _fields(Send))],
         )
         send_id, addresses, reasons = cursor.fetchone()
     if send_id is not None:
@@ -241,7 +268,7 @@ def insert_send_unless_held(send: Send, held: tuple[str, list]) -> list[tuple[st
 
 
 @cache
-def _settle_sql(with_attempt: bool, provider_ids: bool, with_record: bool) -> str:
+def _settle_sql(with_attempt: bool, provider_ids: bool, with_record: bool) -> tuple[str, list[str]]:
     # Replaces, in one statement and one commit (what was BEGIN ... COMMIT around them):
     #   attempt.save()                   INSERT INTO sends_message
     #   attempt.save_provider_ids()      INSERT INTO sends_providermessageid (several ids only)
@@ -249,25 +276,26 @@ def _settle_sql(with_attempt: bool, provider_ids: bool, with_record: bool) -> st
     #   send.mark(status)                UPDATE sends_send SET status, updated_at
     #   idempotency.complete()           UPDATE sends_idempotencyrecord ... under the lease
     # Every part of a WITH runs exactly once, whether or not the final SELECT reads it.
+    p = Params(connection)
     parts = []
     if with_attempt:
         fields = _fields(Message)
         parts.append(
             f"message AS (INSERT INTO {_table(Message)} ({_columns(fields)})"
-            f" VALUES ({', '.join(['%s'] * len(fields))}) RETURNING {_quote('id')})"
+            f" VALUES ({p.fields(fields)}) RETURNING {_quote('id')})"
         )
         if provider_ids:
             parts.append(
                 f"provider_ids AS (INSERT INTO {_table(ProviderMessageId)}"
                 f" ({_quote('message_id')}, {_quote('provider_message_id')})"
                 f" SELECT message.{_quote('id')}, value FROM message,"
-                f" unnest(%s::varchar[]) AS value)"
+                f" unnest({p('varchar[]')}) AS value)"
             )
     fields = _fields(Event)
     values = [
         f"(SELECT {_quote('id')} FROM message)"
         if field.attname == "message_id" and with_attempt
-        else "%s"
+        else p.field(field)
         for field in fields
     ]
     parts.append(
@@ -275,32 +303,42 @@ def _settle_sql(with_attempt: bool, provider_ids: bool, with_record: bool) -> st
         f" VALUES ({', '.join(values)}) RETURNING {_quote('id')})"
     )
     counter = _table(EventCounter)
+    bucket = [_field(EventCounter, name) for name in ("organization", "hour", "name")]
     parts.append(
         f"counter AS (INSERT INTO {counter} ({_quote('organization_id')}, {_quote('hour')},"
-        f" {_quote('name')}, {_quote('count')}) VALUES (%s, %s, %s, 1)"
+        f" {_quote('name')}, {_quote('count')}) VALUES ({p.fields(bucket)}, 1)"
         f" ON CONFLICT ({_quote('organization_id')}, {_quote('hour')}, {_quote('name')})"
         f" DO UPDATE SET {_quote('count')} = {counter}.{_quote('count')} + 1)"
     )
     parts.append(
-        f"status AS (UPDATE {_table(Send)} SET {_quote('status')} = %s,"
-        f" {_quote('updated_at')} = %s WHERE {_quote('id')} = %s)"
+        f"status AS (UPDATE {_table(Send)}"
+        f" SET {_quote('status')} = {p.field(_field(Send, 'status'))},"
+        f" {_quote('updated_at')} = {p.field(_field(Send, 'updated_at'))}"
+        f" WHERE {_quote('id')} = {p.field(_field(Send, 'id'))})"
     )
     if with_record:
         # sends.idempotency._held(): only while the record is in progress under our lease.
+        record = functools.partial(_field, IdempotencyRecord)
         parts.append(
-            f"answer AS (UPDATE {_table(IdempotencyRecord)} SET {_quote('state')} = %s,"
-            f" {_quote('send_id')} = %s, {_quote('response_status')} = %s,"
-            f" {_quote('response_body')} = %s, {_quote('locked_at')} = NULL"
-            f" WHERE {_quote('id')} = %s AND {_quote('state')} = %s"
-            f" AND {_quote('locked_at')} IS NOT DISTINCT FROM %s RETURNING {_quote('id')})"
+            f"answer AS (UPDATE {_table(IdempotencyRecord)}"
+            f" SET {_quote('state')} = {p.field(record('state'))},"
+            f" {_quote('send_id')} = {p.field(record('send'))},"
+            f" {_quote('response_status')} = {p.field(record('response_status'))},"
+            f" {_quote('response_body')} = {p.field(record('response_body'))},"
+            f" {_quote('locked_at')} = NULL"
+            f" WHERE {_quote('id')} = {p.field(record('id'))}"
+            f" AND {_quote('state')} = {p.field(record('state'))}"
+            f" AND {_quote('locked_at')} IS NOT DISTINCT FROM {p.field(record('locked_at'))}"
+            f" RETURNING {_quote('id')})"
         )
     message_id = f"(SELECT {_quote('id')} FROM message)" if with_attempt else "NULL"
     answered = "(SELECT count(*) FROM answer)" if with_record else "1"
-    return (
+    sql = (
         "WITH "
         + ", ".join(parts)
         + f" SELECT {message_id}, (SELECT {_quote('id')} FROM event), {answered}"
     )
+    return sql, p.types
 
 
 def _provider_ids(attempt: Message) -> list[str]:
@@ -359,10 +397,7 @@ def settle(
             connection.ops.adapt_datetimefield_value(record.locked_at),
         ]
     with connection.cursor() as cursor:
-        cursor.execute(
-            _settle_sql(attempt is not None, bool(ids), record is not None),
-            params,
-        )
+        _execute(cursor, _settle_sql(attempt is not None, bool(ids), record is not None), params)
         message_id, event_id, answered = cursor.fetchone()
     if attempt is not None:
         _saved(attempt, message_id)
@@ -383,7 +418,7 @@ def settle(
 
 
 @cache
-def _enqueue_sql(with_record: bool) -> str:
+def _enqueue_sql(with_record: bool) -> tuple[str, list[str]]:
     # Replaces, in sends.queue.accept(): BEGIN, INSERT INTO sends_send, UPDATE its status to
     # queued (send.mark), INSERT INTO sends_queuedsend, UPDATE sends_idempotencyrecord with the
     # answer under the lease (idempotency.complete) and COMMIT, or the ROLLBACK of all of it
@@ -391,38 +426,45 @@ def _enqueue_sql(with_record: bool) -> str:
     # against a concurrent takeover's row), and nothing is inserted without it.
     send_fields = _fields(Send)
     job_fields = [f for f in _fields(QueuedSend) if f.attname != "send_id"]
+    record = functools.partial(_field, IdempotencyRecord)
+    p = Params(connection)
     parts = []
     if with_record:
         parts.append(
             f"lease AS (SELECT {_quote('id')} FROM {_table(IdempotencyRecord)}"
-            f" WHERE {_quote('id')} = %s AND {_quote('state')} = %s"
-            f" AND {_quote('locked_at')} IS NOT DISTINCT FROM %s FOR UPDATE)"
+            f" WHERE {_quote('id')} = {p.field(record('id'))}"
+            f" AND {_quote('state')} = {p.field(record('state'))}"
+            f" AND {_quote('locked_at')} IS NOT DISTINCT FROM {p.field(record('locked_at'))}"
+            f" FOR UPDATE)"
         )
     parts.append(
         f"send AS (INSERT INTO {_table(Send)} ({_columns(send_fields)})"
-        f" SELECT {', '.join(['%s'] * len(send_fields))}"
+        f" SELECT {p.fields(send_fields)}"
         + (" WHERE EXISTS (SELECT 1 FROM lease)" if with_record else "")
         + f" RETURNING {_quote('id')})"
     )
     parts.append(
         f"job AS (INSERT INTO {_table(QueuedSend)}"
         f" ({_quote('send_id')}, {_columns(job_fields)})"
-        f" SELECT send.{_quote('id')}, {', '.join(['%s'] * len(job_fields))} FROM send"
+        f" SELECT send.{_quote('id')}, {p.fields(job_fields)} FROM send"
         f" RETURNING {_quote('id')})"
     )
     if with_record:
         parts.append(
-            f"answer AS (UPDATE {_table(IdempotencyRecord)} SET {_quote('state')} = %s,"
+            f"answer AS (UPDATE {_table(IdempotencyRecord)}"
+            f" SET {_quote('state')} = {p.field(record('state'))},"
             f" {_quote('send_id')} = (SELECT {_quote('id')} FROM send),"
-            f" {_quote('response_status')} = 200, {_quote('response_body')} = %s,"
+            f" {_quote('response_status')} = 200,"
+            f" {_quote('response_body')} = {p.field(record('response_body'))},"
             f" {_quote('locked_at')} = NULL"
             f" WHERE {_quote('id')} IN (SELECT {_quote('id')} FROM lease))"
         )
-    return (
+    sql = (
         "WITH "
         + ", ".join(parts)
         + f" SELECT (SELECT {_quote('id')} FROM send), (SELECT {_quote('id')} FROM job)"
     )
+    return sql, p.types
 
 
 def enqueue(*, send: Send, job: QueuedSend, record: IdempotencyRecord | None, body: dict) -> bool:
@@ -442,7 +484,7 @@ def enqueue(*, send: Send, job: QueuedSend, record: IdempotencyRecord | None, bo
         body_field = IdempotencyRecord._meta.get_field("response_body")
         params += [State.COMPLETED, body_field.get_db_prep_save(body, connection)]
     with connection.cursor() as cursor:
-        cursor.execute(_enqueue_sql(record is not None), params)
+        _execute(cursor, _enqueue_sql(record is not None), params)
         send_id, job_id = cursor.fetchone()
     if send_id is None:
         return False

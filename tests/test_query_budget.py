@@ -6,6 +6,11 @@ traffic, so the once-a-minute last_used_at update is not part of the request. Co
 with usage counted as in production (USAGE_FLUSH_SECONDS > 0: a worker's thread writes the sums,
 the request does not) and as in development (USAGE_FLUSH_SECONDS=0: one more statement, the
 usage upsert, at the end of every request).
+
+On PostgreSQL the send path's statements are prepared once per database connection
+(fluxomail/prepared.py): each test first makes a request of the same shape on the connection,
+as steady traffic on a persistent connection has; the first request of each shape on a new
+connection sends one PREPARE per statement more (test_prepared_once_per_connection).
 """
 
 import pytest
@@ -90,6 +95,7 @@ class TestQueryBudget:
     def test_fresh_send_with_an_idempotency_key(
         self, api, warm_key, seed_body, budget, django_assert_num_queries
     ):
+        send(api, warm_key, seed_body, HTTP_IDEMPOTENCY_KEY="budget-warm")
         with django_assert_num_queries(budget("fresh_with_key")):
             response = send(api, warm_key, seed_body, HTTP_IDEMPOTENCY_KEY="budget-1")
         assert response.status_code == 200
@@ -97,6 +103,7 @@ class TestQueryBudget:
     def test_fresh_send_without_a_key(
         self, api, warm_key, seed_body, budget, django_assert_num_queries
     ):
+        send(api, warm_key, seed_body)
         with django_assert_num_queries(budget("fresh_without_key")):
             assert send(api, warm_key, seed_body).status_code == 200
 
@@ -105,6 +112,7 @@ class TestQueryBudget:
     ):
         # The policy is read for every send (its delivery mode), not only for HTML rendering.
         del seed_body["htmlContent"]
+        send(api, warm_key, seed_body)
         with django_assert_num_queries(budget("fresh_without_key")):
             assert send(api, warm_key, seed_body).status_code == 200
 
@@ -123,6 +131,7 @@ class TestQueryBudget:
             reason="manual",
             actor="test",
         )
+        send(api, warm_key, seed_body, HTTP_IDEMPOTENCY_KEY="budget-warm")
         with django_assert_num_queries(budget("suppressed_with_key")):
             response = send(api, warm_key, seed_body, HTTP_IDEMPOTENCY_KEY="budget-3")
         assert response.json()["status"] == "suppressed"
@@ -131,6 +140,105 @@ class TestQueryBudget:
         self, api, warm_key, seed_body, budget, settings, django_assert_num_queries
     ):
         settings.DELIVERY_MODE = "queue"
+        send(api, warm_key, seed_body, HTTP_IDEMPOTENCY_KEY="budget-warm")
         with django_assert_num_queries(budget("queued_with_key")):
             response = send(api, warm_key, seed_body, HTTP_IDEMPOTENCY_KEY="budget-4")
         assert response.json()["status"] == "queued"
+
+
+def _statements(context) -> list[str]:
+    """The first word of each statement of the send path (development's usage upsert left
+    out)."""
+    return [
+        query["sql"].split(" ", 1)[0]
+        for query in context.captured_queries
+        if "usage_usage" not in query["sql"]
+    ]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+class TestPreparedStatements:
+    """fluxomail/prepared.py: the send path's statements are prepared once per connection."""
+
+    def test_prepared_once_per_connection(self, api, warm_key, seed_body):
+        from django.test.utils import CaptureQueriesContext
+
+        connection.close()  # a new connection: nothing prepared on it yet
+        with CaptureQueriesContext(connection) as first:
+            assert send(api, warm_key, seed_body, HTTP_IDEMPOTENCY_KEY="p-1").status_code == 200
+        # The claim, the check with the send's INSERT, and the writes after delivery.
+        assert _statements(first) == ["PREPARE", "EXECUTE"] * 3
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'flx_%%'")
+            assert cursor.fetchone() == (3,)
+
+        with CaptureQueriesContext(connection) as second:
+            assert send(api, warm_key, seed_body, HTTP_IDEMPOTENCY_KEY="p-2").status_code == 200
+        assert _statements(second) == ["EXECUTE"] * 3
+        # A replay runs the prepared claim, and answers from the record.
+        with CaptureQueriesContext(connection) as replay:
+            response = send(api, warm_key, seed_body, HTTP_IDEMPOTENCY_KEY="p-2")
+        assert _statements(replay) == ["EXECUTE"]
+        assert response.json()["reused"] is True
+
+        connection.close()  # a reconnect prepares again
+        with CaptureQueriesContext(connection) as again:
+            assert send(api, warm_key, seed_body, HTTP_IDEMPOTENCY_KEY="p-3").status_code == 200
+        assert _statements(again) == ["PREPARE", "EXECUTE"] * 3
+
+    def test_a_rolled_back_transaction_keeps_what_it_prepared(self, api, warm_key, seed_body):
+        from django.db import transaction
+
+        connection.close()
+
+        class Rollback(Exception):
+            pass
+
+        with pytest.raises(Rollback), transaction.atomic():
+            assert send(api, warm_key, seed_body, HTTP_IDEMPOTENCY_KEY="r-1").status_code == 200
+            raise Rollback
+        from sends.models import Send
+
+        assert not Send.objects.filter(idempotency_key="r-1").exists()
+        # PREPARE is not transactional: the statements are there, and run.
+        assert send(api, warm_key, seed_body, HTTP_IDEMPOTENCY_KEY="r-1").status_code == 200
+        assert Send.objects.get(idempotency_key="r-1").status == "sent"
+
+    def test_off_sends_the_statements_as_text(self, api, warm_key, seed_body, settings):
+        from django.test.utils import CaptureQueriesContext
+
+        from sends.models import IdempotencyRecord, Send
+
+        settings.DATABASE_PREPARED_STATEMENTS = False
+        connection.close()
+        with CaptureQueriesContext(connection) as context:
+            assert send(api, warm_key, seed_body, HTTP_IDEMPOTENCY_KEY="t-1").status_code == 200
+        assert _statements(context) == ["WITH"] * 3
+        send_row = Send.objects.get(idempotency_key="t-1")
+        assert send_row.status == "sent"
+        assert IdempotencyRecord.objects.get(key="t-1").send_id == send_row.pk
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+            assert cursor.fetchone() == (0,)
+
+    def test_a_parameter_is_not_cut_to_its_column_length(self, api, warm_key, seed_body):
+        # Parameters are declared without a length: an over-long value fails as it would in
+        # a statement sent as text, it is never silently cut to the column's length.
+        from django.db import DataError
+        from django.utils import timezone
+
+        from sends import sql
+        from sends.models import IdempotencyRecord
+
+        record = IdempotencyRecord(
+            organization_id=warm_key.key.organization_id,
+            key="k" * 1000,
+            endpoint="send",
+            fingerprint="f",
+            state=IdempotencyRecord.State.IN_PROGRESS,
+            locked_at=timezone.now(),
+            expires_at=timezone.now(),
+        )
+        with pytest.raises(DataError):
+            sql.claim(record)

@@ -1053,6 +1053,9 @@ def main(argv: list[str] | None = None) -> int:
             "seconds_per_slice": args.duration,
             "warmup_s": args.warmup,
             "rows_in_big_table": args.rows,
+            # The service's settings that change the send path's cost, from the environment.
+            "css_inliner": os.environ.get("CSS_INLINER", "premailer"),
+            "database_prepared_statements": os.environ.get("DATABASE_PREPARED_STATEMENTS", "true"),
         },
         "baseline_rps": by_name["baseline"]["rps"],
         "scenarios": results,
@@ -1069,7 +1072,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, {info['os']}; "
         f"{args.workers} sync workers, {args.connections} connections, "
-        f"{args.rounds} rounds of {args.duration:.0f} s per scenario (medians)"
+        f"{args.rounds} rounds of {args.duration:.0f} s per scenario (medians); "
+        f"CSS_INLINER={report['settings']['css_inliner']}, "
+        f"DATABASE_PREPARED_STATEMENTS={report['settings']['database_prepared_statements']}"
     )
     print_table(report)
     if stream_report is not None:

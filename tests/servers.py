@@ -413,10 +413,15 @@ class SseClient:
                 continue
             lines.append(line)
 
-    def events(self, count: int) -> list[Block]:
-        """The next `count` events (comments and fields in between are skipped)."""
+    def events(self, count: int, within: float = 60.0) -> list[Block]:
+        """The next `count` events (comments and fields in between are skipped). Fails after
+        `within` seconds: the stream's pings keep the socket's own timeout from ever firing,
+        so a lost event would otherwise hang the test run."""
+        deadline = time.monotonic() + within
         events = []
         while len(events) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(events)} of {count} events within {within} s")
             block = self.block()
             if block.data is not None:
                 events.append(block)

@@ -260,3 +260,69 @@ def test_each_count_and_each_look_is_one_redis_round_trip(api, capped, seed_body
     assert int(client.get(counter)) == 4
     # The window's counter goes away on its own: django-ratelimit's 60 s and 5 s to spare.
     assert 0 < client.ttl(counter) <= 65
+
+
+@pytest.mark.redis
+@pytest.mark.django_db
+def test_the_counters_connection_is_kept_and_replaced_when_redis_dropped_it(
+    api, capped, seed_body, redis_commands, caplog
+):
+    """The counters' GET and script go over one connection per thread, kept across requests;
+    one that Redis closed (a restart, CLIENT KILL) is noticed before the next command and
+    replaced, with nothing refused or left uncounted."""
+    from django.core.cache import caches
+
+    counters = caches["ratelimit"]._cache
+    with time_machine.travel(window_start(capped.key.public_id), tick=False):
+        send(api, capped, seed_body, HTTP_IDEMPOTENCY_KEY="k")
+        kept = counters._local.connection
+        send(api, capped, seed_body, HTTP_IDEMPOTENCY_KEY="k")  # a replay: GET
+        send(api, capped, seed_body, HTTP_IDEMPOTENCY_KEY="a")  # a count: EVALSHA
+        assert counters._local.connection is kept
+        kept_socket = kept._sock
+        # Only this connection: the Redis server may be shared with other work.
+        assert counters.get_client().client_kill_filter(_id=counters.command("CLIENT", "ID")) == 1
+        redis_commands.clear()
+        replay = send(api, capped, seed_body, HTTP_IDEMPOTENCY_KEY="a")
+        counted = send(api, capped, seed_body, HTTP_IDEMPOTENCY_KEY="b")
+
+    assert (replay.status_code, replay["X-RateLimit-Remaining"]) == (200, "1")
+    assert (counted.status_code, counted["X-RateLimit-Remaining"]) == (200, "0")
+    assert counters._local.connection is kept and kept._sock is not kept_socket  # reconnected
+    assert [c for c in redis_commands if c in ("GET", "EVALSHA")] == ["GET", "EVALSHA"]
+    assert warnings(caplog) == []
+
+
+@pytest.mark.redis
+@pytest.mark.django_db
+def test_a_forked_process_counts_on_a_connection_of_its_own(api, capped, seed_body, monkeypatch):
+    from django.core.cache import caches
+
+    from fluxomail import throttling
+
+    counters = caches["ratelimit"]._cache
+    with time_machine.travel(window_start(capped.key.public_id), tick=False):
+        send(api, capped, seed_body)
+        parents = counters._local.connection
+        monkeypatch.setattr(throttling.os, "getpid", lambda: -1)  # as in a forked child
+        response = send(api, capped, seed_body)
+
+    assert (response.status_code, response["X-RateLimit-Remaining"]) == (200, "1")
+    assert counters._local.connection is not parents
+    assert counters._local.pid == -1
+
+
+@pytest.mark.redis
+@pytest.mark.django_db
+def test_a_script_redis_forgot_is_sent_whole_once(api, capped, seed_body, redis_commands):
+    from django.core.cache import caches
+
+    with time_machine.travel(window_start(capped.key.public_id), tick=False):
+        send(api, capped, seed_body)
+        caches["ratelimit"]._cache.get_client().script_flush()  # as after a Redis restart
+        redis_commands.clear()
+        first = send(api, capped, seed_body)
+        second = send(api, capped, seed_body)
+
+    assert [first["X-RateLimit-Remaining"], second["X-RateLimit-Remaining"]] == ["1", "0"]
+    assert redis_commands == ["EVALSHA", "EVAL", "EVALSHA"]

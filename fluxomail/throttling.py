@@ -38,8 +38,10 @@ def usage(request, **options) -> dict | None:
     except Exception as exc:  # the cache client's own errors (redis.ConnectionError, timeouts)
         found, cause = None, type(exc).__name__
     # get_usage itself answers a failed count with None (it reads RATELIMIT_FAIL_OPEN too) or,
-    # failing closed, with time_left -1; our callers always ask with a rate and their method.
-    if found is not None and found["time_left"] != -1:
+    # failing closed, with limit 0 and time_left -1; our callers always ask with a rate (never
+    # 0) and their method. A count has time_left -1 too when the clock turns the window's last
+    # second between get_usage's two readings of it: that one has its limit.
+    if found is not None and not (found["limit"] == 0 and found["time_left"] == -1):
         return found
     if settings.RATELIMIT_FAIL_OPEN:
         logger.warning("rate limit not enforced: cache unavailable (%s)", cause)

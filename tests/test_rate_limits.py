@@ -1,5 +1,6 @@
 """Per-key rate limits: headers, 429, replays free, window reset, cache failure, Redis workers."""
 
+import itertools
 import threading
 import time
 import zlib
@@ -121,6 +122,45 @@ class TestHeadersAnd429:
             response = send(api, capped, {})
 
         assert response.status_code == 429
+
+
+class _TickingClock:
+    """django-ratelimit's clock at the end of a window: each count reads the window's last
+    second, then (for time_left) the next one, as when the second turns between the two."""
+
+    def __init__(self, last_second: int):
+        self.reads = itertools.cycle([last_second + 0.999, last_second + 1.0])
+
+    def time(self) -> float:
+        return next(self.reads)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("fail_open", [True, False])
+def test_a_count_as_the_window_turns_is_a_count_not_a_cache_failure(
+    api, capped, seed_body, settings, monkeypatch, caplog, fail_open
+):
+    """get_usage() answers time_left -1 then, as it does for a cache that failed (failing
+    closed): that answer has a limit, a failed one none. It was taken for an outage: no
+    rate-limit headers and a warning, or a 503 with RATELIMIT_FAIL_OPEN off."""
+    from django_ratelimit import core
+
+    settings.RATELIMIT_FAIL_OPEN = fail_open
+    start = window_start(capped.key.public_id)
+    with time_machine.travel(start, tick=False):
+        send(api, capped, seed_body, HTTP_IDEMPOTENCY_KEY="k")
+    last_second = int(start) - 1 + 60  # the window that began at start - 1 ends here
+    with time_machine.travel(last_second + 1.2, tick=False):  # the rest of the request: after
+        monkeypatch.setattr(core, "time", _TickingClock(last_second))
+        fresh = send(api, capped, seed_body)
+        replay = send(api, capped, seed_body, HTTP_IDEMPOTENCY_KEY="k")
+
+    for response in (fresh, replay):
+        assert response.status_code == 200
+        assert response["X-RateLimit-Remaining"] == "1"
+        assert response["X-RateLimit-Reset"] == str(last_second)
+        assert response["RateLimit"] == '"per-minute";r=1;t=1'
+    assert warnings(caplog) == []
 
 
 @pytest.mark.django_db

@@ -24,7 +24,7 @@ def publish(task, *args) -> bool:
     if time.monotonic() < _skip_until:
         return False
     try:
-        task.apply_async(args)
+        task.apply_async(args, **_reprs(args))
     except Exception as exc:
         _skip_until = time.monotonic() + BROKER_DOWN_SECONDS
         logger.warning(
@@ -34,6 +34,15 @@ def publish(task, *args) -> bool:
         )
         return False
     return True
+
+
+def _reprs(args: tuple) -> dict:
+    """The message's `argsrepr` and `kwargsrepr` headers for a job's ids, as Celery writes them
+    (its saferepr of a tuple of ints is the tuple's repr), so that Celery skips its saferepr:
+    about 50 µs of a publish's 0.5 ms of CPU. Other arguments are left to Celery."""
+    if all(type(arg) is int for arg in args):
+        return {"argsrepr": repr(args), "kwargsrepr": "{}"}
+    return {}
 
 
 def enqueue(task, *args) -> None:

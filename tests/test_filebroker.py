@@ -78,3 +78,43 @@ def test_a_reader_racing_a_writer_reads_every_message_whole(tmp_path):
                 pass
         thread.join()
     assert sorted(got) == list(range(messages))
+
+
+def test_an_acknowledgement_lets_a_worker_at_its_prefetch_limit_take_the_next_message(tmp_path):
+    """A worker holding its prefetch limit of messages finds none to take and waits before it
+    looks again; the acknowledgement of one of them (from the pool's result thread) ends that
+    wait. kombu's own transport slept the whole polling interval (or, here, the whole drain):
+    a worker of 2 processes took at most 2 messages per 0.1 s."""
+    from kombu import Exchange, Queue
+
+    queue = Queue("jobs", Exchange("jobs"), "jobs")
+    with connection(tmp_path) as conn:
+        conn.transport.polling_interval = 30.0  # longer than this test may take
+        producer = conn.Producer()
+        for n in range(2):
+            producer.publish({"n": n}, exchange=queue.exchange, routing_key="jobs", declare=[queue])
+        received = []
+        consumer = conn.Consumer(queue, callbacks=[lambda body, message: received.append(message)])
+        consumer.qos(prefetch_count=1)
+        consumer.consume()
+        conn.drain_events(timeout=1)
+        assert [m.payload["n"] for m in received] == [0]
+
+        outcome = []
+
+        def drain():
+            try:
+                conn.drain_events(timeout=30)
+                outcome.append("delivered")
+            except TimeoutError:
+                outcome.append("timed out")
+
+        waiting = threading.Thread(target=drain)
+        waiting.start()
+        waiting.join(0.3)
+        assert waiting.is_alive() and received[1:] == []  # at the limit: nothing taken
+        received[0].ack()
+        waiting.join(10)
+
+    assert outcome == ["delivered"]
+    assert [m.payload["n"] for m in received] == [0, 1]

@@ -255,3 +255,33 @@ def test_make_run_delivers_the_queued_sample_and_signed_webhooks_and_ctrl_c_stop
     finally:
         if launcher.poll() is None:
             launcher.kill()
+
+
+@pytest.mark.parametrize("args", [(7,), (2**70,), ("not an id",)])
+def test_a_published_job_carries_the_headers_celery_writes_itself(args, monkeypatch):
+    """jobs.publish names the arguments' repr for Celery (which then skips its own saferepr):
+    the message is the one apply_async writes without them."""
+    from celery.signals import before_task_publish
+
+    from fluxomail.celery import app
+
+    deliver_queued = app.tasks["sends.deliver_queued"]  # this app's, whichever app is current
+    monkeypatch.setattr(jobs, "_skip_until", 0.0)
+    published = []
+
+    def keep(headers=None, body=None, **kwargs):
+        published.append((dict(headers), body))
+
+    before_task_publish.connect(keep)
+    try:
+        assert jobs.publish(deliver_queued, *args) is True
+        deliver_queued.apply_async(args)
+    finally:
+        before_task_publish.disconnect(keep)
+
+    (ours, our_body), (celerys, celerys_body) = published
+    for name in ("id", "root_id"):  # each message's own
+        assert ours.pop(name) != celerys.pop(name)
+    assert ours == celerys
+    assert our_body == celerys_body
+    assert ours["argsrepr"] == repr(args) and ours["kwargsrepr"] == "{}"

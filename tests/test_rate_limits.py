@@ -1,5 +1,6 @@
 """Per-key rate limits: headers, 429, replays free, window reset, cache failure, Redis workers."""
 
+import itertools
 import threading
 import time
 import zlib
@@ -121,6 +122,45 @@ class TestHeadersAnd429:
             response = send(api, capped, {})
 
         assert response.status_code == 429
+
+
+class _TickingClock:
+    """django-ratelimit's clock at the end of a window: each count reads the window's last
+    second, then (for time_left) the next one, as when the second turns between the two."""
+
+    def __init__(self, last_second: int):
+        self.reads = itertools.cycle([last_second + 0.999, last_second + 1.0])
+
+    def time(self) -> float:
+        return next(self.reads)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("fail_open", [True, False])
+def test_a_count_as_the_window_turns_is_a_count_not_a_cache_failure(
+    api, capped, seed_body, settings, monkeypatch, caplog, fail_open
+):
+    """get_usage() answers time_left -1 then, as it does for a cache that failed (failing
+    closed): that answer has a limit, a failed one none. It was taken for an outage: no
+    rate-limit headers and a warning, or a 503 with RATELIMIT_FAIL_OPEN off."""
+    from django_ratelimit import core
+
+    settings.RATELIMIT_FAIL_OPEN = fail_open
+    start = window_start(capped.key.public_id)
+    with time_machine.travel(start, tick=False):
+        send(api, capped, seed_body, HTTP_IDEMPOTENCY_KEY="k")
+    last_second = int(start) - 1 + 60  # the window that began at start - 1 ends here
+    with time_machine.travel(last_second + 1.2, tick=False):  # the rest of the request: after
+        monkeypatch.setattr(core, "time", _TickingClock(last_second))
+        fresh = send(api, capped, seed_body)
+        replay = send(api, capped, seed_body, HTTP_IDEMPOTENCY_KEY="k")
+
+    for response in (fresh, replay):
+        assert response.status_code == 200
+        assert response["X-RateLimit-Remaining"] == "1"
+        assert response["X-RateLimit-Reset"] == str(last_second)
+        assert response["RateLimit"] == '"per-minute";r=1;t=1'
+    assert warnings(caplog) == []
 
 
 @pytest.mark.django_db
@@ -260,3 +300,69 @@ def test_each_count_and_each_look_is_one_redis_round_trip(api, capped, seed_body
     assert int(client.get(counter)) == 4
     # The window's counter goes away on its own: django-ratelimit's 60 s and 5 s to spare.
     assert 0 < client.ttl(counter) <= 65
+
+
+@pytest.mark.redis
+@pytest.mark.django_db
+def test_the_counters_connection_is_kept_and_replaced_when_redis_dropped_it(
+    api, capped, seed_body, redis_commands, caplog
+):
+    """The counters' GET and script go over one connection per thread, kept across requests;
+    one that Redis closed (a restart, CLIENT KILL) is noticed before the next command and
+    replaced, with nothing refused or left uncounted."""
+    from django.core.cache import caches
+
+    counters = caches["ratelimit"]._cache
+    with time_machine.travel(window_start(capped.key.public_id), tick=False):
+        send(api, capped, seed_body, HTTP_IDEMPOTENCY_KEY="k")
+        kept = counters._local.connection
+        send(api, capped, seed_body, HTTP_IDEMPOTENCY_KEY="k")  # a replay: GET
+        send(api, capped, seed_body, HTTP_IDEMPOTENCY_KEY="a")  # a count: EVALSHA
+        assert counters._local.connection is kept
+        kept_socket = kept._sock
+        # Only this connection: the Redis server may be shared with other work.
+        assert counters.get_client().client_kill_filter(_id=counters.command("CLIENT", "ID")) == 1
+        redis_commands.clear()
+        replay = send(api, capped, seed_body, HTTP_IDEMPOTENCY_KEY="a")
+        counted = send(api, capped, seed_body, HTTP_IDEMPOTENCY_KEY="b")
+
+    assert (replay.status_code, replay["X-RateLimit-Remaining"]) == (200, "1")
+    assert (counted.status_code, counted["X-RateLimit-Remaining"]) == (200, "0")
+    assert counters._local.connection is kept and kept._sock is not kept_socket  # reconnected
+    assert [c for c in redis_commands if c in ("GET", "EVALSHA")] == ["GET", "EVALSHA"]
+    assert warnings(caplog) == []
+
+
+@pytest.mark.redis
+@pytest.mark.django_db
+def test_a_forked_process_counts_on_a_connection_of_its_own(api, capped, seed_body, monkeypatch):
+    from django.core.cache import caches
+
+    from fluxomail import throttling
+
+    counters = caches["ratelimit"]._cache
+    with time_machine.travel(window_start(capped.key.public_id), tick=False):
+        send(api, capped, seed_body)
+        parents = counters._local.connection
+        monkeypatch.setattr(throttling.os, "getpid", lambda: -1)  # as in a forked child
+        response = send(api, capped, seed_body)
+
+    assert (response.status_code, response["X-RateLimit-Remaining"]) == (200, "1")
+    assert counters._local.connection is not parents
+    assert counters._local.pid == -1
+
+
+@pytest.mark.redis
+@pytest.mark.django_db
+def test_a_script_redis_forgot_is_sent_whole_once(api, capped, seed_body, redis_commands):
+    from django.core.cache import caches
+
+    with time_machine.travel(window_start(capped.key.public_id), tick=False):
+        send(api, capped, seed_body)
+        caches["ratelimit"]._cache.get_client().script_flush()  # as after a Redis restart
+        redis_commands.clear()
+        first = send(api, capped, seed_body)
+        second = send(api, capped, seed_body)
+
+    assert [first["X-RateLimit-Remaining"], second["X-RateLimit-Remaining"]] == ["1", "0"]
+    assert redis_commands == ["EVALSHA", "EVAL", "EVALSHA"]

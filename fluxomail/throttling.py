@@ -85,8 +85,8 @@ class _Client(RedisCacheClient):
         per-command work (checking a connection out of the pool and back, its retry wrapper,
         observability hooks and response callbacks), about 50 µs of CPU per command here.
 
-        The connection is checked out of the pool once per thread and process (after a fork
-        the child takes its own) and kept. As the pool does at each checkout, it is looked at
+        The connection is made once per thread and process (after a fork the child makes its
+        own) with the pool's settings, and kept. As the pool does at each checkout, it is looked at
         before each command: data waiting or a closed socket (Redis restarted) means it is
         reconnected. A command that fails on the way (a timeout, a reset) closes it, and the
         next command connects afresh; the error goes to the caller (RATELIMIT_FAIL_OPEN)."""
@@ -94,7 +94,10 @@ class _Client(RedisCacheClient):
         pid = os.getpid()
         connection = getattr(local, "connection", None)
         if connection is None or local.pid != pid:
-            connection = self._get_connection_pool(True).get_connection()
+            # The pool's kind of connection, owned by this thread alone (not checked out of the
+            # pool, which would hold it after the thread ends): closed when the thread ends.
+            pool = self._get_connection_pool(True)
+            connection = pool.connection_class(**pool.connection_kwargs)
             local.connection, local.pid = connection, pid
         elif not _ready(connection):
             connection.disconnect()  # send_command() connects again

@@ -610,7 +610,7 @@ def _serialised(content: str) -> int:
     return len(content) - sum(len(run) - 1 for run in _WHITESPACE_RUN.findall(content))
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=64)  # a style is at most SEND_MAX_INLINE_WORK / PER_CSS_BYTE long
 def _style_attribute_work(style: str) -> float:
     """cssutils' parse of a style attribute: its declarations, split as in a block."""
     if "{" in style or "}" in style:

@@ -50,6 +50,17 @@ def warnings(caplog):
     return caplog
 
 
+def forget_readings() -> None:
+    """Empties what inline_cost keeps of the stylesheets and selectors it has read."""
+    inline_cost._sheets.clear()
+    for kept in (
+        inline_cost._whitespace_work,
+        inline_cost._compounds,
+        inline_cost._style_attribute_work,
+    ):
+        kept.cache_clear()
+
+
 class WorkLimit(BaseException):
     """Raised from the profiler: not an Exception, so that no `except Exception` swallows it."""
 
@@ -61,6 +72,7 @@ def python_calls(function, *args, limit: int = sys.maxsize) -> int:
     rendering._stylesheet.cache_clear()
     rendering._style_rules.cache_clear()
     rendering._basic_attributes.cache_clear()
+    forget_readings()
     calls = 0
 
     def count(frame, event, arg):
@@ -272,6 +284,36 @@ def test_the_estimate_stops_as_soon_as_it_passes_the_budget():
     calls = python_calls(lambda: pytest.raises(TooCostly, inline_work, small, 1000))
 
     python_calls(lambda: pytest.raises(TooCostly, inline_work, large, 1000), limit=calls)
+
+
+def test_the_estimate_is_the_same_from_what_was_read_before():
+    # inline_cost keeps stylesheets read to their end, and what it reads of selectors and style
+    # attributes: an estimate from them must be the one a first reading gives, a refusal the
+    # same refusal, whatever budget the sheet was read under before.
+    def outcome(html: str, limit: int) -> tuple[str, object]:
+        try:
+            return "work", inline_work(html, limit)
+        except TooCostly as exc:
+            return "refused", str(exc)
+
+    ordinary = [
+        RECEIPT,
+        STYLED,
+        '<style>p{color:red}</style><p style="margin:0" class="a">x</p><img style="b:1">',
+        '<style>div > p.a + p{x:1} a:hover{y:2} [title="x"] b{z:3}</style><div><p>x</p></div>',
+    ]
+    hostile_shapes = [html for name, html in hostile.HTML.items() if "<style" in html]
+    for html, limits in [
+        *((html, [10**9, 150_000, 20_000, 5_000]) for html in ordinary),
+        *((html, [150_000, 20_000]) for html in hostile_shapes),
+    ]:
+        for first, then in [(limit, limit) for limit in limits] + [(limits[0], limits[-1])]:
+            forget_readings()
+            expected = outcome(html, then)
+            forget_readings()
+            outcome(html, first)
+
+            assert outcome(html, then) == expected, (html[:80], first, then)
 
 
 def test_an_ordinary_template_estimates_within_the_default_budget():

@@ -522,3 +522,69 @@ def test_tracking_urls_follow_the_site_url_and_script_prefix(settings):
         assert tracking.read_click_token(token) == ("sends_1", 0, "https://example.com/")
     finally:
         set_script_prefix("/")
+
+
+def _walked_text(root) -> str:
+    """The text _walked_links reads: element texts and tails in document order, comments'
+    and processing instructions' own text left out, the root's tail left out."""
+    pieces = []
+    stack = [(root, iter(root))]
+    if root.text:
+        pieces.append(root.text)
+    while stack:
+        element = next(stack[-1][1], None)
+        if element is None:
+            done, _ = stack.pop()
+            if stack and done.tail:
+                pieces.append(done.tail)
+            continue
+        if isinstance(element.tag, str) and element.text:
+            pieces.append(element.text)
+        stack.append((element, iter(element)))
+    return "".join(pieces)
+
+
+def test_link_texts_read_in_c_mark_the_links_the_walk_marks():
+    # _lxml_links takes the document's text, and each link's, from libxml2 in C; the walk over
+    # the tree in Python (_walked_links, kept for nested links) is the reference. Random markup
+    # built to tell them apart: markers split by comments and tags, hidden in comments,
+    # processing instructions and attributes, in raw-text elements, after </html>, nested and
+    # unclosed links, entities, and case mappings that change a text's length (İ) or depend on
+    # context (Σ).
+    import random
+
+    from lxml import etree
+    from lxml import html as lxml_html
+
+    pieces = [
+        '<a href="https://e.example/1">', "<a href=x>", "<a>", "<A HREF=y>", "</a>", "<a name=n>",
+        "<div>", "</div>", "<p>", "</p>", "<span>", "</span>", "<table><tr><td>", "</td></tr>",
+        "<b>", "<br>", "<img src=i>", "<!-- unsubscribe -->", "<!--", "-->", "<?pi unsub ?>",
+        "<![CDATA[opt-out]]>", "<script>unsub</script>", "<style>p{}/*unsub*/</style>",
+        "<title>Preferences</title>", "<textarea>unsub</textarea>", "<!doctype html>",
+        "</body>", "</html>", "<body>", "<head>", "unsub", "UNSUBSCRIBE", "Unsub", "scribe",
+        "opt", "-out", " out", "Opt Out", "Désinscri", "DÉSINSCRI", "d&eacute;sinscri",
+        "&amp;", "&nbsp;", "&#x55;nsub", "İ", "ΣΑΣ", "σ", "x", " ", "\n", "\r\n", "\t",
+        "manage", " subscription", "e.g. preference-center", '<p title="unsub">',
+    ]  # fmt: skip
+    parser = lxml_html.HTMLParser(encoding="utf-8", remove_comments=False)
+    rng = random.Random(15)
+    marked = nested = 0  # documents with a marked link, with a link in a link
+    for _ in range(4000):
+        html = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 30)))
+        try:
+            root = lxml_html.document_fromstring(html.encode(), parser=parser)
+        except etree.ParserError:  # nothing but a comment, a doctype, ...
+            assert tracking._lxml_links(html) is None
+            continue
+        walked = tracking._walked_links(root)
+        links = [a for a in root.iter("a") if a.get("href") is not None]
+        each = [(a.sourceline, tracking._marked(tracking._text_of(a))) for a in links]
+
+        assert tracking._text_of(root) == _walked_text(root), html
+        assert each == walked, html
+        assert tracking._lxml_links(html) == walked, html
+        inside = any(a.find(".//a") is not None for a in links)
+        marked += any(mark for _, mark in walked) and not inside
+        nested += inside
+    assert marked > 500 and nested > 100  # each way was taken

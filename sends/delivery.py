@@ -180,16 +180,16 @@ class PooledSMTPBackend(SMTPBackend):
 
     def _send(self, email_message) -> bool:
         # Django's _send, with the envelope's addresses from envelope_address() (the same
-        # values, without parsing each one as a header) and the recipients listed once.
+        # values, without parsing each one as a header), the recipients listed once, and the
+        # message written by mime.message_bytes (directly, for the usual send).
         recipients = email_message.recipients()
         if not recipients:
             return False
         encoding = email_message.encoding or settings.DEFAULT_CHARSET
         from_email = envelope_address(email_message.from_email, encoding)
         envelope_to = [envelope_address(address, encoding) for address in recipients]
-        message = email_message.message()
         try:
-            self.connection.sendmail(from_email, envelope_to, mime.as_bytes(message))
+            self.connection.sendmail(from_email, envelope_to, mime.message_bytes(email_message))
         except smtplib.SMTPException:
             if not self.fail_silently:
                 raise

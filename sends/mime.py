@@ -7,6 +7,10 @@ filename (255 × `é` is a 1,530-character `filename*=` line). An SMTP server re
 ("500 Line too long"), and a retry can never succeed. `Email` writes both so that they fold;
 custom header lines are bounded by validation (`header_fits`), and address headers fold
 between addresses, each at most 500 characters once normalised.
+
+The usual send (text and/or HTML, UTF-8, no attachments, header lines that need no folding)
+is written directly by `message_bytes`, with the bytes message() and as_bytes() would write;
+anything else goes through them.
 """
 
 import binascii
@@ -20,11 +24,13 @@ from email.generator import NLCRE, BytesGenerator
 from email.header import Header
 from email.message import EmailMessage
 from email.policy import Compat32
+from email.utils import formatdate, make_msgid
 from io import BytesIO
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.core.mail.message import DEFAULT_ATTACHMENT_MIME_TYPE, SafeMIMEText, utf8_charset_qp
+from django.core.mail.utils import DNS_NAME
 
 MAX_LINE = 998  # characters per line, CRLF excluded (RFC 5322 section 2.1.1)
 
@@ -142,7 +148,8 @@ _NOT_AS_THE_STDLIB = re.compile(rb"=2E|=20|=09|=\n=[0-9A-F]{2}(?:\n|\Z)")
 
 
 def quoted_printable(payload: bytes) -> str:
-    """email.quoprimime.body_encode's quoted-printable for bytes, the same characters:
+    """email.quoprimime.body_encode's quoted-printable for bytes (lines ending in LF), the same
+    characters, for message() (_QuotedPrintableCharset) and the direct writer alike:
     binascii.b2a_qp in C when it writes the same (without a CR in the text, and none of
     _NOT_AS_THE_STDLIB), else the stdlib's own, which reads the text in Python (a 20 KB HTML
     part: 0.65 CPU ms against 0.19)."""
@@ -196,3 +203,146 @@ class Email(EmailMultiAlternatives):
                 part.replace_header("Content-Disposition", _attachment_disposition(filename))
         _set_boundaries(msg)
         return msg
+
+
+# Header names that Django's message() writes, skips or reads itself: a custom header by one of
+# these names (the API refuses them all) goes through message().
+_OWN_HEADERS = frozenset(
+    {
+        "from",
+        "to",
+        "cc",
+        "reply-to",
+        "subject",
+        "date",
+        "content-type",
+        "mime-version",
+        "content-transfer-encoding",
+    }
+)
+_TEXT_SUBTYPES = frozenset({"plain", "html"})
+_COMPAT32_MAX = _POLICY.max_line_length  # 78: compat32 folds longer header lines
+
+
+def _header(name: str, value) -> str | None:
+    """`Name: value` CRLF as message() and as_bytes() write it, when that is the value as
+    given on one line (what _Policy writes directly); else None."""
+    if (
+        isinstance(value, str)
+        and name.isascii()
+        and len(name) + 2 + len(value) <= _COMPAT32_MAX
+        and value.isascii()
+        and value.isprintable()
+    ):
+        return f"{name}: {value}\r\n"
+    return None
+
+
+def _crlf(text: str) -> str:
+    """Line ends as the generator writes them: CRLF, CR and LF each become CRLF (NLCRE)."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text.replace("\n", "\r\n")
+
+
+def _text_part(text, subtype: str) -> tuple[str, bytes, str] | None:
+    """(headers, body as written, payload the boundary must not occur in) of a text part as
+    SafeMIMEText makes it with utf-8: 7bit or 8bit, or quoted-printable when a line is over
+    MAX_LINE bytes (SafeMIMEText's test, lines as str.splitlines() sees them)."""
+    if not isinstance(text, str):
+        return None
+    try:
+        data = text.encode()
+    except UnicodeEncodeError:  # a lone surrogate: message() raises, as it should
+        return None
+    if len(data) > MAX_LINE and any(
+        len(line.encode(errors="surrogateescape")) > MAX_LINE for line in text.splitlines()
+    ):
+        payload = quoted_printable(data)
+        body = _crlf(payload).encode("ascii")
+        encoding = "quoted-printable"
+    else:
+        payload = text
+        body = data if "\n" not in text and "\r" not in text else _crlf(text).encode()
+        encoding = "7bit" if len(data) == len(text) else "8bit"
+    headers = (
+        f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
+        f"MIME-Version: 1.0\r\nContent-Transfer-Encoding: {encoding}\r\n"
+    )
+    return headers, body, payload
+
+
+def _direct_bytes(email: "Email") -> bytes | None:
+    """The bytes as_bytes(email.message()) writes, for the usual send: a text part, an HTML
+    part or both (multipart/alternative), UTF-8, no attachments, and header lines that are
+    ASCII, printable and within compat32's 78 characters (no folding, no encoded words); the
+    boundary, Date and Message-ID drawn as message() and _set_boundaries draw them. None for
+    anything else: message() writes it."""
+    if (
+        email.attachments
+        or (email.encoding or settings.DEFAULT_CHARSET) != "utf-8"
+        or email.content_subtype != "plain"
+        or email.alternative_subtype != "alternative"
+    ):
+        return None
+    extra = email.extra_headers
+    lowered = [name.lower() for name in extra]
+    if not _OWN_HEADERS.isdisjoint(lowered):
+        return None
+    subject = email.subject
+    # message() sets the subject through Header(subject).encode(), which keeps a printable
+    # ASCII value of at most 76 characters as it is, but for a space at either end.
+    if not isinstance(subject, str) or subject[:1] == " " or subject[-1:] == " ":
+        return None
+    lines = [_header("Subject", subject), _header("From", email.from_email)]
+    for name, values in (("To", email.to), ("Cc", email.cc), ("Reply-To", email.reply_to)):
+        if values:
+            lines.append(_header(name, ", ".join(str(value) for value in values)))
+    lines.append(_header("Date", formatdate(localtime=settings.EMAIL_USE_LOCALTIME)))
+    if "message-id" not in lowered:
+        lines.append(_header("Message-ID", make_msgid(domain=DNS_NAME)))
+    for name, value in extra.items():
+        lines.append(_header(name, value))
+    if None in lines:
+        return None
+    parts = []
+    if email.body or not email.alternatives:
+        parts.append(_text_part(email.body, "plain"))
+    for content, mimetype in email.alternatives:
+        kind, _, subtype = mimetype.partition("/") if isinstance(mimetype, str) else ("", "", "")
+        parts.append(
+            _text_part(content, subtype) if kind == "text" and subtype in _TEXT_SUBTYPES else None
+        )
+    if None in parts:
+        return None
+    if not email.alternatives:
+        headers, body, _ = parts[0]
+        return (headers + "".join(lines) + "\r\n").encode("ascii") + body
+    while True:  # as _set_boundaries draws it
+        boundary = f"{'=' * 15}{secrets.randbelow(sys.maxsize):019d}=="
+        if not any(boundary in payload for _, _, payload in parts):
+            break
+    dash = f"--{boundary}\r\n".encode("ascii")
+    out = [
+        (
+            f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n'
+            f"MIME-Version: 1.0\r\n{''.join(lines)}\r\n--{boundary}\r\n"
+        ).encode("ascii")
+    ]
+    for index, (headers, body, _) in enumerate(parts):
+        if index:
+            out.append(b"\r\n" + dash)
+        out.append(headers.encode("ascii") + b"\r\n")
+        out.append(body)
+    out.append(f"\r\n--{boundary}--\r\n".encode("ascii"))
+    return b"".join(out)
+
+
+def message_bytes(email) -> bytes:
+    """as_bytes(email.message()): written directly when _direct_bytes can (an Email of the
+    usual shape), else by Django and the email package."""
+    if type(email) is Email:
+        written = _direct_bytes(email)
+        if written is not None:
+            return written
+    return as_bytes(email.message())

@@ -14,9 +14,8 @@ import json
 import pstats
 import sys
 import time
-import uuid
 
-from bench.profile import in_process_client
+from bench.profile import in_process_client, post_send
 from bench.run import SMALL_BODY, SmtpCounter, parse_args
 
 
@@ -34,13 +33,7 @@ def main() -> int:
 
         def send(body: str) -> tuple[float, int]:
             started = time.perf_counter()
-            status = client.post(
-                "/api/v1/emails/send",
-                body,
-                content_type="application/json",
-                HTTP_AUTHORIZATION=f"Bearer {token}",
-                HTTP_IDEMPOTENCY_KEY=uuid.uuid4().hex,
-            ).status_code
+            status = post_send(client, token, body).status_code
             return time.perf_counter() - started, status
 
         small = json.dumps(SMALL_BODY)

@@ -15,7 +15,6 @@ import os
 import statistics
 import sys
 import time
-import uuid
 
 
 def messages() -> None:
@@ -58,7 +57,7 @@ def messages() -> None:
 
 
 def sends(rest: list[str]) -> None:
-    from bench.profile import in_process_client
+    from bench.profile import in_process_client, post_send
     from bench.run import HTML_BODY, SMALL_BODY, SmtpCounter, parse_args
 
     html = "--html" in rest
@@ -72,14 +71,7 @@ def sends(rest: list[str]) -> None:
         direct = mime._direct_bytes
 
         def send() -> None:
-            response = client.post(
-                "/api/v1/emails/send",
-                body,
-                content_type="application/json",
-                HTTP_AUTHORIZATION=f"Bearer {token}",
-                HTTP_IDEMPOTENCY_KEY=uuid.uuid4().hex,
-            )
-            assert response.status_code == 200
+            assert post_send(client, token, body).status_code == 200
 
         for _ in range(30):  # warm caches, connections and imports
             send()

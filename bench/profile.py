@@ -48,6 +48,18 @@ def in_process_client(args, smtp: SmtpCounter, key_name: str):
     return Client(HTTP_HOST="127.0.0.1"), token
 
 
+def post_send(client, token: str, body: str, key: str | None = None):
+    """POST /api/v1/emails/send through the test client with the key's token and an
+    Idempotency-Key (a new one unless `key` is given): the response."""
+    return client.post(
+        "/api/v1/emails/send",
+        body,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+        HTTP_IDEMPOTENCY_KEY=key or uuid.uuid4().hex,
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile")
     parser.add_argument("--requests", type=int, default=300)
@@ -66,13 +78,7 @@ def main() -> int:
         body = json.dumps(HTML_BODY if options.html else SMALL_BODY)
 
         def send(key: str) -> int:
-            return client.post(
-                "/api/v1/emails/send",
-                body,
-                content_type="application/json",
-                HTTP_AUTHORIZATION=f"Bearer {token}",
-                HTTP_IDEMPOTENCY_KEY=key,
-            ).status_code
+            return post_send(client, token, body, key).status_code
 
         fixed = f"profile-{uuid.uuid4().hex}"
         for _ in range(20):  # warm caches, connections and imports

@@ -13,14 +13,21 @@ acknowledgement, a worker of 2 processes delivered at most 20 sends a second.
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
-import uuid
 
-from bench.profile import in_process_client
-from bench.run import BIN, CLOCK_TICKS, QUEUED_BODY, ROOT, SmtpCounter, cpu_ticks, parse_args
+from bench.profile import in_process_client, post_send
+from bench.run import (
+    BIN,
+    CLOCK_TICKS,
+    QUEUED_BODY,
+    ROOT,
+    SmtpCounter,
+    cpu_ticks,
+    parse_args,
+    stop_group,
+)
 
 
 def worker_ticks(main_pid: int) -> int:
@@ -51,13 +58,7 @@ def main() -> int:
         after = Send.objects.aggregate(last=Max("id"))["last"] or 0
         body = json.dumps(QUEUED_BODY)
         for _ in range(options.sends):
-            response = client.post(
-                "/api/v1/emails/send",
-                body,
-                content_type="application/json",
-                HTTP_AUTHORIZATION=f"Bearer {token}",
-                HTTP_IDEMPOTENCY_KEY=uuid.uuid4().hex,
-            )
+            response = post_send(client, token, body)
             assert response.status_code == 200, response.content
         log = open(os.devnull, "wb")
         worker = subprocess.Popen(
@@ -85,12 +86,7 @@ def main() -> int:
         )
     finally:
         if worker is not None:
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
-                worker.wait(10)
+            stop_group(worker, grace=20)
         smtp.stop()
     return 0
 

@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,6 +89,16 @@ def _job_broker():
             Path(options[name]).mkdir(exist_ok=True)
         celery_app.conf.broker_transport_options = options
     yield
+
+
+@pytest.fixture
+def still_clock():
+    """The clock stands still for the test: a fixed rate-limit window (the login throttle's
+    10/m) cannot turn between its attempts, which would start the count again."""
+    import time_machine
+
+    with time_machine.travel(time.time(), tick=False):
+        yield
 
 
 @pytest.fixture(autouse=True)

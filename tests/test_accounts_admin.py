@@ -90,6 +90,7 @@ def test_admin_is_refused_to_non_staff(client, alice):
     assert response["Location"].startswith("/admin/login/")
 
 
+@pytest.mark.usefixtures("still_clock")
 def test_admin_login_is_throttled_and_shares_the_owners_login_counters(client, django_user_model):
     django_user_model.objects.create_superuser("root", "root@example.com", "pw-root")
     checked = []
@@ -133,6 +134,7 @@ def test_admin_login_still_works_below_the_limit(client, django_user_model):
     assert client.session["_auth_user_id"]
 
 
+@pytest.mark.usefixtures("still_clock")
 def test_a_look_alike_username_counts_against_the_same_budget(client, django_user_model):
     django_user_model.objects.create_superuser("root", "root@example.com", "pw-root")
     for i in range(10):
@@ -149,6 +151,7 @@ def test_a_look_alike_username_counts_against_the_same_budget(client, django_use
     assert "_auth_user_id" not in client.session
 
 
+@pytest.mark.usefixtures("still_clock")
 def test_a_throttled_post_from_a_signed_in_operator_still_shows_the_message(client, operator):
     for _ in range(10):
         client.post("/admin/login/", {"username": "someone", "password": "x"})

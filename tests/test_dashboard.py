@@ -83,6 +83,7 @@ def test_wrong_password_shows_a_form_error(client, alice):
     assert "_auth_user_id" not in client.session
 
 
+@pytest.mark.usefixtures("still_clock")
 def test_login_is_throttled_per_username_after_ten_attempts(client, alice):
     for i in range(10):
         response = client.post(
@@ -102,6 +103,7 @@ def test_login_is_throttled_per_username_after_ten_attempts(client, alice):
     assert "_auth_user_id" not in client.session
 
 
+@pytest.mark.usefixtures("still_clock")
 def test_login_is_throttled_per_address(client, alice):
     for i in range(10):
         client.post("/accounts/login/", {"username": f"user{i}", "password": "x"})
@@ -110,6 +112,7 @@ def test_login_is_throttled_per_address(client, alice):
     assert "_auth_user_id" not in client.session
 
 
+@pytest.mark.usefixtures("still_clock")
 def test_login_behind_a_proxy_is_throttled_per_forwarded_address(client, alice, settings):
     settings.TRUSTED_PROXY_HOPS = 1
     for i in range(10):
@@ -145,6 +148,7 @@ def test_login_behind_a_proxy_is_throttled_per_forwarded_address(client, alice, 
     assert response.status_code == 429
 
 
+@pytest.mark.usefixtures("still_clock")
 def test_throttled_login_does_not_even_check_the_password(client, alice):
     checked = []
 

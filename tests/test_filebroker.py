@@ -98,7 +98,8 @@ def test_an_acknowledgement_lets_a_worker_at_its_prefetch_limit_take_the_next_me
         consumer.qos(prefetch_count=1)
         consumer.consume()
         conn.drain_events(timeout=1)
-        assert [m.payload["n"] for m in received] == [0]
+        # Either one: two messages written in the same millisecond are taken in name order.
+        assert len(received) == 1
 
         outcome = []
 
@@ -117,4 +118,4 @@ def test_an_acknowledgement_lets_a_worker_at_its_prefetch_limit_take_the_next_me
         waiting.join(10)
 
     assert outcome == ["delivered"]
-    assert [m.payload["n"] for m in received] == [0, 1]
+    assert sorted(m.payload["n"] for m in received) == [0, 1]

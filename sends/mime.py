@@ -76,6 +76,18 @@ def _attachment_disposition(filename: str) -> str:
     return folded.partition(":")[2].strip()
 
 
+def _as_is(name: str, value, max_line_length: int) -> bool:
+    """Whether compat32 writes `Name: value` as given, on one line: an ASCII, printable str
+    that fits within `max_line_length`."""
+    return (
+        isinstance(value, str)
+        and bool(max_line_length)
+        and len(name) + 2 + len(value) <= max_line_length
+        and value.isascii()
+        and value.isprintable()
+    )
+
+
 class _Policy(Compat32):
     """compat32, the policy of Django's messages, writing the usual header line directly: an
     ASCII, printable value that fits on one line is written as is by compat32 too, but only
@@ -83,13 +95,7 @@ class _Policy(Compat32):
     small message. Anything else goes through compat32."""
 
     def fold_binary(self, name, value):
-        if (
-            isinstance(value, str)
-            and self.max_line_length
-            and len(name) + 2 + len(value) <= self.max_line_length
-            and value.isascii()
-            and value.isprintable()
-        ):
+        if _as_is(name, value, self.max_line_length):
             return f"{name}: {value}{self.linesep}".encode("ascii")
         return super().fold_binary(name, value)
 
@@ -115,11 +121,15 @@ def _set_boundaries(msg) -> None:
         contents = [leaf.get_payload() for leaf in inside if not leaf.is_multipart()]
         if not all(isinstance(content, str) for content in contents):
             continue
-        while True:
-            boundary = f"{'=' * 15}{secrets.randbelow(sys.maxsize):019d}=="
-            if not any(boundary in content for content in contents):
-                break
-        part.set_boundary(boundary)
+        part.set_boundary(_new_boundary(contents))
+
+
+def _new_boundary(contents) -> str:
+    """A boundary of the generator's form, from `secrets`, that none of `contents` holds."""
+    while True:
+        boundary = f"{'=' * 15}{secrets.randbelow(sys.maxsize):019d}=="
+        if not any(boundary in content for content in contents):
+            return boundary
 
 
 class _Generator(BytesGenerator):
@@ -227,13 +237,7 @@ _COMPAT32_MAX = _POLICY.max_line_length  # 78: compat32 folds longer header line
 def _header(name: str, value) -> str | None:
     """`Name: value` CRLF as message() and as_bytes() write it, when that is the value as
     given on one line (what _Policy writes directly); else None."""
-    if (
-        isinstance(value, str)
-        and name.isascii()
-        and len(name) + 2 + len(value) <= _COMPAT32_MAX
-        and value.isascii()
-        and value.isprintable()
-    ):
+    if name.isascii() and _as_is(name, value, _COMPAT32_MAX):
         return f"{name}: {value}\r\n"
     return None
 
@@ -318,10 +322,7 @@ def _direct_bytes(email: "Email") -> bytes | None:
     if not email.alternatives:
         headers, body, _ = parts[0]
         return (headers + "".join(lines) + "\r\n").encode("ascii") + body
-    while True:  # as _set_boundaries draws it
-        boundary = f"{'=' * 15}{secrets.randbelow(sys.maxsize):019d}=="
-        if not any(boundary in payload for _, _, payload in parts):
-            break
+    boundary = _new_boundary([payload for _, _, payload in parts])
     dash = f"--{boundary}\r\n".encode("ascii")
     out = [
         (

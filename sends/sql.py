@@ -73,6 +73,9 @@ def _field(model: type[Model], name: str) -> Field:
     return model._meta.get_field(name)
 
 
+_record_field = functools.partial(_field, IdempotencyRecord)
+
+
 def _execute(cursor, statement: tuple[str, list[str]], params: list) -> None:
     """Runs one of this module's statements, (text, parameter types), prepared once per
     connection (fluxomail.prepared)."""
@@ -157,7 +160,7 @@ def _claim_sql() -> tuple[str, list[str]]:
     table = _table(IdempotencyRecord)
     inserted = _fields(IdempotencyRecord)
     stored = _fields(IdempotencyRecord, with_pk=True)
-    record = functools.partial(_field, IdempotencyRecord)
+    record = _record_field
     p = Params(connection)
     sql = (
         f"WITH claim AS ("
@@ -318,7 +321,7 @@ def _settle_sql(with_attempt: bool, provider_ids: bool, with_record: bool) -> tu
     )
     if with_record:
         # sends.idempotency._held(): only while the record is in progress under our lease.
-        record = functools.partial(_field, IdempotencyRecord)
+        record = _record_field
         parts.append(
             f"answer AS (UPDATE {_table(IdempotencyRecord)}"
             f" SET {_quote('state')} = {p.field(record('state'))},"
@@ -426,7 +429,7 @@ def _enqueue_sql(with_record: bool) -> tuple[str, list[str]]:
     # against a concurrent takeover's row), and nothing is inserted without it.
     send_fields = _fields(Send)
     job_fields = [f for f in _fields(QueuedSend) if f.attname != "send_id"]
-    record = functools.partial(_field, IdempotencyRecord)
+    record = _record_field
     p = Params(connection)
     parts = []
     if with_record:
